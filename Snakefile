@@ -1,0 +1,21 @@
+# imgclf: from image URLs or folders to a cleaned data set and a classifier.
+# This file is the table of contents; the rules live in workflow/rules/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/split/split.csv",

@@ -1,0 +1,1 @@
+"""imgclf: the fastai image-classification workflow as plain functions, driven by Snakemake."""

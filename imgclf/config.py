@@ -1,0 +1,55 @@
+"""Checks on config.yaml that its JSON schema cannot express: run when the workflow starts."""
+
+import re
+from pathlib import Path
+
+from .demo import DEMO_SETS
+from .sources import SOURCE_KINDS, is_url
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def check_class_source(name: str, source: dict) -> list[str]:
+    """Reasons why one class's source cannot work, each naming the config key."""
+    key = f"classes.{name}"
+    kinds = [kind for kind in SOURCE_KINDS if kind in source]
+    if len(kinds) != 1:
+        found = ", ".join(kinds) or "none"
+        return [f"{key}: give exactly one source of {', '.join(SOURCE_KINDS)} (found: {found})"]
+    kind = kinds[0]
+    location = source[kind]
+    problems = []
+    if kind == "urls" and not Path(location).is_file():
+        problems.append(f"{key}.urls: URL list file {location!r} does not exist")
+    if kind == "folder" and not Path(location).is_dir():
+        problems.append(f"{key}.folder: folder {location!r} does not exist")
+    if kind == "archive" and not is_url(location) and not Path(location).is_file():
+        problems.append(f"{key}.archive: {location!r} is neither an http(s) URL nor a file")
+    if kind == "demo" and name not in DEMO_SETS[location]:
+        problems.append(
+            f"{key}: the {location} demo has the classes {', '.join(DEMO_SETS[location])}"
+        )
+    if "pattern" in source:
+        if kind not in ("folder", "archive"):
+            problems.append(f"{key}.pattern: only a folder or an archive source takes a pattern")
+        try:
+            if re.compile(source["pattern"]).groups < 1:
+                problems.append(f"{key}.pattern: needs a group, (...), that captures the label")
+        except re.error as error:
+            problems.append(f"{key}.pattern: not a regular expression: {error}")
+    return problems
+
+
+def check_config(config: dict) -> None:
+    """Raise ConfigError listing every problem found in the validated config."""
+    problems = [
+        problem
+        for name, source in config["classes"].items()
+        for problem in check_class_source(name, source)
+    ]
+    if len(config["classes"]) < 2:
+        problems.append("classes: a classifier needs at least two classes")
+    if problems:
+        raise ConfigError("config.yaml is not usable:\n  " + "\n  ".join(problems))

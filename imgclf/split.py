@@ -1,0 +1,86 @@
+"""split: apply the user's labels file to the manifest and split train/valid, stably."""
+
+import hashlib
+import re
+
+import pandas as pd
+
+DROP = "drop"
+SPLIT_COLUMNS = ["id", "path", "label", "is_valid"]
+
+
+class LabelsError(ValueError):
+    """The labels file cannot be applied; the message says which rows and why."""
+
+
+def apply_labels(manifest: pd.DataFrame, labels: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Relabel the manifest's images by the labels table (id, label); `drop` or '' removes."""
+    missing = {"id", "label"} - set(labels.columns)
+    if missing:
+        raise LabelsError(f"labels file lacks column(s) {', '.join(sorted(missing))}")
+    labels = labels.assign(id=labels["id"].str.strip(), label=labels["label"].str.strip())
+    repeated = labels["id"][labels["id"].duplicated()].unique()
+    if len(repeated):
+        raise LabelsError(f"labels file lists these ids more than once: {', '.join(repeated)}")
+    unknown = labels["id"][~labels["id"].isin(manifest["id"])]
+    if len(unknown):
+        raise LabelsError(
+            f"labels file has {len(unknown)} id(s) that are not in the manifest: "
+            f"{', '.join(unknown[:10])}"
+        )
+    bad = labels[~labels["label"].isin([*classes, DROP, ""])]
+    if len(bad):
+        raise LabelsError(
+            "labels file has label(s) that are not classes "
+            f"({', '.join(classes)}), '{DROP}' or empty: "
+            + ", ".join(f"{row.id}={row.label!r}" for row in bad.head(10).itertuples())
+        )
+    new_label = manifest["id"].map(labels.set_index("id")["label"])
+    relabelled = manifest.assign(label=new_label.fillna(manifest["label"]))
+    return relabelled[~relabelled["label"].isin([DROP, ""])]
+
+
+def unit_hash(seed: int, image_id: str) -> float:
+    """A number in [0, 1) that depends only on the seed and the image."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8]) / 2**64
+
+
+def split_images(
+    images: pd.DataFrame, valid_pct: float, seed: int, valid_folder: str | None = None
+) -> pd.DataFrame:
+    """Mark each image train or valid.
+
+    With `valid_folder`, an image is valid when its source path has a folder of that name
+    (`train/` and `valid/` trees, as many data sets ship). Otherwise an image is valid when a
+    seeded hash of its id falls below `valid_pct`: its side depends on nothing else, so adding,
+    removing or relabelling an image moves no other one. Each class therefore gets
+    `valid_pct` of its images on average; a class of two or more always gets at least one
+    train and one valid image (its lowest- or highest-hashed one is moved).
+    """
+    if valid_folder is not None:
+        in_folder = images["source"].map(lambda source: valid_folder in re.split(r"[\\/]", source))
+        return images.assign(is_valid=in_folder)
+    score = images["id"].map(lambda image_id: unit_hash(seed, image_id))
+    is_valid = score < valid_pct
+    for _, members in score.groupby(images["label"]):
+        if len(members) < 2:
+            continue
+        if not is_valid[members.index].any():
+            is_valid[members.idxmin()] = True
+        if is_valid[members.index].all():
+            is_valid[members.idxmax()] = False
+    return images.assign(is_valid=is_valid)
+
+
+def make_split(
+    manifest: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    classes: list[str],
+    valid_pct: float,
+    seed: int,
+    valid_folder: str | None = None,
+) -> pd.DataFrame:
+    images = manifest if labels is None else apply_labels(manifest, labels, classes)
+    split = split_images(images, valid_pct, seed, valid_folder)
+    return split[SPLIT_COLUMNS].sort_values("id", ignore_index=True)

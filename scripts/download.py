@@ -1,0 +1,19 @@
+"""Rule download: fetch one class's URL list into results/download/{cls}/ and report each URL."""
+
+from pathlib import Path
+
+from imgclf.download import Settings, download_urls
+from imgclf.files import write_csv
+from imgclf.logs import setup_logging
+from imgclf.sources import read_url_list
+
+
+def main(url_list: str, table: str, settings: dict) -> None:
+    urls = read_url_list(Path(url_list).read_text())
+    store = Path(table).with_suffix("")  # results/download/{cls}.csv -> results/download/{cls}/
+    write_csv(table, download_urls(urls, store, Settings(**settings)))
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    main(snakemake.input[0], snakemake.output[0], snakemake.params.settings)

@@ -1,0 +1,40 @@
+"""Rule split: apply the user's labels file and split train/valid, stably."""
+
+import logging
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from imgclf.files import read_csv, write_csv
+from imgclf.logs import setup_logging
+from imgclf.split import make_split
+
+
+def main(inputs, output: str, classes: list[str], seed: int, settings: dict, schema: Path):
+    labels = None
+    if inputs.labels:
+        labels = read_csv(inputs.labels)
+        validate(labels, str(schema))
+    split = make_split(
+        read_csv(inputs.manifest),
+        labels,
+        classes,
+        settings["valid_pct"],
+        seed,
+        settings["valid_folder"],
+    )
+    write_csv(output, split)
+    counts = split.groupby(["label", "is_valid"]).size().unstack(fill_value=0)
+    logging.info("images per class (train: False, valid: True):\n%s", counts)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    main(
+        snakemake.input,
+        snakemake.output[0],
+        snakemake.params.classes,
+        snakemake.params.seed,
+        snakemake.params.settings,
+        Path(snakemake.scriptdir) / ".." / "workflow" / "schemas" / "labels.schema.yaml",
+    )

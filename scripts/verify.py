@@ -1,0 +1,24 @@
+"""Rule verify: decode and normalise every downloaded image; write the manifest and rejections."""
+
+from pathlib import Path
+
+from imgclf.files import read_csv, write_csv
+from imgclf.logs import setup_logging
+from imgclf.verify import Settings, verify_downloads
+
+
+def main(tables: list[str], outputs, settings: dict, threads: int) -> None:
+    downloads = {Path(table).stem: read_csv(table) for table in tables}
+    manifest, rejected = verify_downloads(downloads, outputs.images, Settings(**settings), threads)
+    write_csv(outputs.rejected, rejected)
+    write_csv(outputs.manifest, manifest)
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    main(
+        list(snakemake.input),
+        snakemake.output,
+        snakemake.params.settings,
+        snakemake.threads,
+    )

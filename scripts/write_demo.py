@@ -1,0 +1,8 @@
+"""Rule write_demo: write the offline demo images to a folder per class."""
+
+from imgclf.demo import write_digits
+from imgclf.logs import setup_logging
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    write_digits(snakemake.output[0])

@@ -1,0 +1,110 @@
+# The data half: fetch_urls -> download -> verify -> split.
+
+
+localrules:
+    write_demo,
+    fetch_archive,
+    fetch_urls,
+    download,
+
+
+rule write_demo:
+    output:
+        directory("results/demo/{demo}"),
+    log:
+        "logs/write_demo/{demo}.log",
+    conda:
+        "../envs/imgclf.yaml"
+    script:
+        "../../scripts/write_demo.py"
+
+
+rule fetch_archive:
+    input:
+        local_archive,
+    output:
+        directory("results/archives/{archive}"),
+    log:
+        "logs/fetch_archive/{archive}.log",
+    conda:
+        "../envs/imgclf.yaml"
+    params:
+        location=lambda wildcards: ARCHIVES[wildcards.archive],
+    script:
+        "../../scripts/fetch_archive.py"
+
+
+rule fetch_urls:
+    input:
+        fetch_urls_input,
+    output:
+        "results/urls/{cls}.txt",
+    log:
+        "logs/fetch_urls/{cls}.log",
+    conda:
+        "../envs/imgclf.yaml"
+    params:
+        source=lambda wildcards: config["classes"][wildcards.cls],
+    script:
+        "../../scripts/fetch_urls.py"
+
+
+# A local rule: compute nodes often have no internet. The images land in a store beside the
+# table, results/download/{cls}/, that is not an output: Snakemake would delete an output
+# before a rerun, and the store is what lets a rerun fetch only what is missing.
+rule download:
+    input:
+        "results/urls/{cls}.txt",
+    output:
+        "results/download/{cls}.csv",
+    log:
+        "logs/download/{cls}.log",
+    benchmark:
+        "benchmarks/download/{cls}.tsv"
+    conda:
+        "../envs/imgclf.yaml"
+    params:
+        settings=lookup(dpath="download", within=config),
+    script:
+        "../../scripts/download.py"
+
+
+rule verify:
+    input:
+        expand("results/download/{cls}.csv", cls=CLASSES),
+    output:
+        manifest="results/verify/manifest.csv",
+        rejected="results/verify/rejected.csv",
+        images=directory("results/verify/images"),
+    log:
+        "logs/verify/verify.log",
+    benchmark:
+        "benchmarks/verify/verify.tsv"
+    conda:
+        "../envs/imgclf.yaml"
+    threads: 8
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings=lookup(dpath="verify", within=config),
+    script:
+        "../../scripts/verify.py"
+
+
+rule split:
+    input:
+        manifest="results/verify/manifest.csv",
+        labels=labels_file,
+    output:
+        "results/split/split.csv",
+    log:
+        "logs/split/split.log",
+    conda:
+        "../envs/imgclf.yaml"
+    params:
+        classes=CLASSES,
+        seed=lookup(dpath="seed", within=config),
+        settings=lookup(dpath="split", within=config),
+    script:
+        "../../scripts/split.py"
