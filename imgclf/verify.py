@@ -104,20 +104,22 @@ def verify_downloads(
         source=("url", "first"),
         path=("path", "first"),
     )
-    candidates = []
+    reasons = {}
     for image_id, image in images.iterrows():
-        reason = None
         if settings.placeholder_urls and image.urls >= settings.placeholder_urls:
-            reason = f"placeholder: the same content came from {image.urls} URLs"
+            reasons[image_id] = f"placeholder: the same content came from {image.urls} URLs"
         elif len(image.labels) > 1:
-            reason = f"duplicate across classes: {', '.join(image.labels)}"
-        if reason:
-            rejected += [
-                {"id": image_id, "url": image.source, "label": label, "reason": reason}
-                for label in image.labels
-            ]
-        else:
-            candidates.append((image_id, image.labels[0], image.path, image.source))
+            reasons[image_id] = f"duplicate across classes: {', '.join(image.labels)}"
+    rejected += [
+        {"id": row.id, "url": row.url, "label": row.label, "reason": reasons[row.id]}
+        for row in fetched.itertuples()
+        if row.id in reasons
+    ]
+    candidates = [
+        (image_id, image.labels[0], image.path, image.source)
+        for image_id, image in images.iterrows()
+        if image_id not in reasons
+    ]
 
     def check(candidate):
         image_id, label, path, source = candidate

@@ -1,0 +1,24 @@
+import pytest
+
+from imgclf.download import Settings as DownloadSettings
+from imgclf.verify import Settings as VerifySettings
+
+from .http_server import ImageServer
+
+
+@pytest.fixture
+def server():
+    with ImageServer() as running:
+        yield running
+
+
+@pytest.fixture
+def download_settings():
+    return DownloadSettings(
+        max_images=100, max_bytes=100_000, timeout=1.0, retries=2, backoff=0.01, workers=4
+    )
+
+
+@pytest.fixture
+def verify_settings():
+    return VerifySettings(max_size=40, min_size=16, max_pixels=1_000_000, placeholder_urls=3)

@@ -1,0 +1,47 @@
+"""Running the real workflow in a scratch folder, as a user would."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake on this repository's workflow in `workdir`; its config is workdir's."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def planned_rules(workdir: Path) -> set[str]:
+    """The rules a dry run would run (`all` aside)."""
+    result = snakemake(workdir, "-n", "--quiet", "rules")
+    lines = result.stdout.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith("Job stats")]
+    rules = set()
+    for line in lines[starts[0] + 3 :] if starts else []:
+        if not line.strip():
+            break
+        rules.add(line.split()[0])
+    return rules - {"all", "total"}
