@@ -64,11 +64,15 @@ class Settings:
 
 @dataclass
 class Outcome:
-    """One row of `{cls}.csv`."""
+    """One row of `{cls}.csv`.
+
+    status: ok; duplicate (the same content as an earlier URL of the class, stored once);
+    http_error, timeout, not_image, too_large, unsupported_scheme, connection_error;
+    file_error (a local path that cannot be read); skipped (max_images was reached).
+    """
 
     url: str
-    status: str  # ok, duplicate, http_error, timeout, not_image, too_large, unsupported_scheme,
-    # connection_error, file_error, skipped (max_images reached)
+    status: str
     http_code: int | None = None
     bytes: int = 0
     seconds: float = 0.0
@@ -250,7 +254,7 @@ def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.
             submit_next(pool)
         while pending:
             url, future = pending.popleft()
-            fetched = future.result() if future else cached(done_before[url], store)
+            fetched = future.result() if future else cached(done_before[url])
             if len(kept) >= settings.max_images:
                 discard(fetched)
                 outcomes.append(Outcome(url=url, status="skipped", error="max_images reached"))
@@ -266,7 +270,7 @@ def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.
     return table
 
 
-def cached(record: dict, store: Path) -> Fetched:
+def cached(record: dict) -> Fetched:
     outcome = Outcome(
         url=record["url"],
         status="ok",
@@ -283,26 +287,22 @@ def discard(fetched: Fetched) -> None:
 
 
 def accept(fetched: Fetched, store: Path, kept: set[str], journal) -> Outcome:
-    """Move a fetched image to its final name, or mark it a duplicate of one already kept."""
+    """Move a new image to its final name, or mark it a duplicate of one the class has."""
     outcome = fetched.outcome
     if outcome.status != "ok":
         return outcome
     name = outcome.id + fetched.extension
     outcome.path = str(store / name)
-    if outcome.id in kept:
-        outcome.status = "duplicate"
-        discard(fetched)
-        return outcome
-    kept.add(outcome.id)
-    if fetched.part is not None:
-        fetched.part.replace(store / name)
-        record = {
-            "url": outcome.url,
-            "id": outcome.id,
-            "file": name,
-            "bytes": outcome.bytes,
-            "http_code": outcome.http_code,
-        }
+    if fetched.part is not None:  # fetched in this run, not known from the journal
+        if outcome.id in kept:
+            discard(fetched)
+        else:
+            fetched.part.replace(store / name)
+        record = {"url": outcome.url, "id": outcome.id, "file": name,
+                  "bytes": outcome.bytes, "http_code": outcome.http_code}  # fmt: skip
         journal.write(json.dumps(record) + "\n")
         journal.flush()
+    if outcome.id in kept:
+        outcome.status = "duplicate"
+    kept.add(outcome.id)
     return outcome

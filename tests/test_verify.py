@@ -105,8 +105,8 @@ def test_verify_downloads_sorts_images_into_manifest_and_rejected(tmp_path, veri
     reasons = {(row.url, row.label): row.reason for row in rejected.itertuples()}
     assert reasons[("u/404", "cat")] == "http_error: HTTP 404 Not Found"
     assert reasons[("u/shared-1", "cat")].startswith("duplicate across classes: cat, dog")
-    assert reasons[("u/shared-1", "dog")].startswith("duplicate across classes")
+    assert reasons[("u/shared-2", "dog")].startswith("duplicate across classes")
     assert reasons[("u/none-1", "cat")].startswith("placeholder: the same content came from 3")
-    assert reasons[("u/none-1", "dog")].startswith("placeholder")
+    assert reasons[("u/none-2", "cat")] == reasons[("u/none-3", "dog")]
     assert reasons[("u/broken", "cat")].startswith("cannot decode")
-    assert len(rejected) == 8  # a row per URL of a rejected image
+    assert len(rejected) == 7  # a row per URL: 404, 2 shared, 3 placeholder, broken

@@ -200,9 +200,25 @@ def test_a_longer_url_list_downloads_only_what_is_new(pipeline):
     snakemake(workdir, "--cores", "2")
     after = read_csv(workdir / "results/download/cat.csv")
     assert after["status"].tolist() == [*before["status"], "ok"]
-    fetched_before = {url.rsplit("/", 1)[1] for url in before[before.status == "ok"].url}
+    landed = before[before.status.isin(["ok", "duplicate"])]
+    fetched_before = {url.rsplit("/", 1)[1] for url in landed.url}
     requested = {path.lstrip("/") for path in server.requests}
     assert "new-cat.jpg" in requested and not requested & fetched_before
+
+
+def test_new_photos_in_a_folder_rerun_that_class(pipeline):
+    workdir, _ = pipeline
+    (workdir / "photos/birds/new.jpg").write_bytes(images.jpeg(41, size=(40, 30)))
+    assert planned_rules(workdir) == {"fetch_urls", "download", "verify", "split"}
+    snakemake(workdir, "--cores", "2")
+    birds = read_csv(workdir / "results/download/bird.csv")
+    assert birds["url"].str.endswith("/new.jpg").any()
+
+
+def test_the_report_builds(pipeline):
+    workdir, _ = pipeline
+    snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert "rejected.csv" in (workdir / "report.html").read_text()
 
 
 @pytest.mark.parametrize(

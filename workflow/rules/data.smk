@@ -73,8 +73,16 @@ rule verify:
     input:
         expand("results/download/{cls}.csv", cls=CLASSES),
     output:
-        manifest="results/verify/manifest.csv",
-        rejected="results/verify/rejected.csv",
+        manifest=report(
+            "results/verify/manifest.csv",
+            caption="../report/manifest.rst",
+            category="Data",
+        ),
+        rejected=report(
+            "results/verify/rejected.csv",
+            caption="../report/rejected.rst",
+            category="Data",
+        ),
         images=directory("results/verify/images"),
     log:
         "logs/verify/verify.log",

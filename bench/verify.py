@@ -1,0 +1,76 @@
+"""Benchmark of `verify` on generated 2-megapixel JPEGs.
+
+    python -m bench.verify [--images 200] [--repeats 3]
+
+Prints images/s of imgclf's verify (with the rule's threads, writing its outputs) beside a
+plain one-thread PIL open -> load -> convert -> thumbnail loop, and their ratio (target: at
+least 1.8x on a 2-core machine).
+"""
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image
+
+from imgclf.verify import Settings, verify_downloads
+
+from .common import report, timed
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (1732, 1155)  # 2 megapixels, 3:2
+
+
+def photo_like(seed: int) -> Image.Image:
+    """Smooth shapes with fine grain: compresses and decodes like a photo, unlike pure noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 18, 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize(SIZE, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = rng.integers(-12, 13, smooth.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8))
+
+
+def baseline(paths: list[Path], max_size: int) -> None:
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+            image.convert("RGB").thumbnail((max_size, max_size))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    settings = Settings(**yaml.safe_load((REPO / "config.yaml").read_text())["verify"])
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        paths = []
+        for index in range(args.images):
+            paths.append(work / f"{index:04d}.jpg")
+            photo_like(index).save(paths[-1], quality=90)
+        megabytes = sum(path.stat().st_size for path in paths) / 1e6
+        print(f"{args.images} JPEGs of {SIZE[0]}x{SIZE[1]} ({megabytes:.0f} MB), "
+              f"max_size {settings.max_size}, {args.threads} threads")  # fmt: skip
+        table = pd.DataFrame(
+            {"url": [str(p) for p in paths], "status": "ok", "id": [p.stem for p in paths],
+             "path": [str(p) for p in paths], "error": ""}
+        )  # fmt: skip
+        ours, base = [], []
+        for repeat in range(args.repeats):
+            out = work / f"out{repeat}"
+            ours.append(
+                timed(lambda out=out: verify_downloads({"x": table}, out, settings, args.threads))
+            )
+            base.append(timed(lambda: baseline(paths, settings.max_size)))
+    report("verify", ours, base, args.images, target=1.8)
+
+
+if __name__ == "__main__":
+    main()
