@@ -13,9 +13,11 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/split/split.csv",
+        "results/train/stage2/model.safetensors",
+        "results/lr_find/stage2.png",

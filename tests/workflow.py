@@ -31,12 +31,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def write_config(workdir: Path, config: dict) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def planned_rules(workdir: Path) -> set[str]:
+def planned_rules(workdir: Path, *targets: str) -> set[str]:
     """The rules a dry run would run (`all` aside)."""
-    result = snakemake(workdir, "-n", "--quiet", "rules")
+    result = snakemake(workdir, "-n", "--quiet", "rules", *targets)
     lines = result.stdout.splitlines()
     starts = [index for index, line in enumerate(lines) if line.startswith("Job stats")]
     rules = set()

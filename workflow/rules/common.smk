@@ -49,3 +49,29 @@ def labels_file(wildcards):
     """The user's labels file when it exists: creating or editing it reruns split onwards."""
     path = config["labels"]
     return path if Path(path).exists() else []
+
+
+def training_job(wildcards):
+    """The config every training rule depends on: classes, seed, model and augmentation."""
+    return {
+        "classes": CLASSES,
+        "seed": config["seed"],
+        "model": config["model"],
+        "augment": config["augment"],
+    }
+
+
+def one_cycle_optimiser(wildcards):
+    """What lr_find takes from its stage's training settings: the optimiser's, no more."""
+    section = config[
+        "train_stage1" if wildcards.stage == "stage1" else "finetune_stage2"
+    ]
+    return {key: section[key] for key in ("weight_decay", "moms")}
+
+
+def lr_find_if_auto(section):
+    """A stage's lr_find suggestion as input, when the stage's max_lr is `auto`."""
+    stage = "stage1" if section == "train_stage1" else "stage2"
+    return (
+        [f"results/lr_find/{stage}.json"] if config[section]["max_lr"] == "auto" else []
+    )

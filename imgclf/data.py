@@ -1,0 +1,131 @@
+"""Data loading for training: images decoded once into memory, augmented per batch item.
+
+verify already shrank every image, so decoding them all once and keeping them as uint8 tensors
+costs little memory and removes decoding from every epoch after the first (bench/train.py).
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from .models import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+PRESIZE = 1.25  # training images are kept this much larger than the crop, for crop and zoom
+
+
+class DataError(ValueError):
+    """The split cannot be trained on; the message says why."""
+
+
+@dataclass
+class Augment:
+    """The `augment` section of config.yaml: fastai's aug_transforms, in torchvision v2."""
+
+    flip: bool
+    max_rotate: float
+    max_zoom: float
+    min_scale: float
+    max_lighting: float
+
+
+def check_split(split: pd.DataFrame, classes: list[str]) -> None:
+    """Fail before training when the split cannot give a classifier."""
+    if len(classes) < 2:
+        raise DataError("a classifier needs at least two classes")
+    problems = []
+    for label in classes:
+        images = split[split["label"] == label]
+        for part, is_valid in (("training", False), ("validation", True)):
+            if not (images["is_valid"] == is_valid).any():
+                problems.append(f"class {label!r} has no {part} image")
+    if problems:
+        raise DataError("; ".join(problems) + ". Add images, fix labels or change split.valid_pct.")
+
+
+def train_transform(size: int, augment: Augment) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(augment.min_scale, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(0.5 if augment.flip else 0.0),
+            v2.RandomAffine(degrees=augment.max_rotate, scale=(1.0, augment.max_zoom)),
+            v2.ColorJitter(brightness=augment.max_lighting, contrast=augment.max_lighting),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def valid_transform(size: int) -> v2.Compose:
+    """What the model sees at validation and prediction time: resize, centre crop, normalise."""
+    return v2.Compose(
+        [
+            v2.Resize(size, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def decode(path: str, short_side: int) -> torch.Tensor:
+    """An RGB uint8 tensor (3, H, W) whose shorter side is at most `short_side`."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = short_side / min(image.size)
+        if scale < 1:
+            size = (round(image.width * scale), round(image.height * scale))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return v2.functional.pil_to_tensor(image)
+
+
+class InMemoryImages(Dataset):
+    def __init__(self, images: list[torch.Tensor], targets: list[int], transform):
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[index]), self.targets[index]
+
+
+def load_images(paths: list[str], short_side: int, threads: int) -> list[torch.Tensor]:
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(lambda path: decode(path, short_side), paths))
+
+
+def make_loaders(
+    split: pd.DataFrame,
+    classes: list[str],
+    size: int,
+    batch_size: int,
+    augment: Augment,
+    seed: int,
+    threads: int = 1,
+) -> tuple[DataLoader, DataLoader]:
+    """Training (shuffled, augmented, last partial batch dropped) and validation loaders."""
+    check_split(split, classes)
+    index = {label: position for position, label in enumerate(classes)}
+    parts = []
+    for is_valid in (False, True):
+        rows = split[split["is_valid"] == is_valid]
+        short_side = size if is_valid else round(size * PRESIZE)
+        images = load_images(rows["path"].tolist(), short_side, threads)
+        parts.append((images, rows["label"].map(index).tolist()))
+    log.info("loaded %d training and %d validation images", len(parts[0][0]), len(parts[1][0]))
+    train = InMemoryImages(*parts[0], train_transform(size, augment))
+    valid = InMemoryImages(*parts[1], valid_transform(size))
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train, batch_size, shuffle=True, drop_last=len(train) > batch_size, generator=generator
+    )
+    valid_loader = DataLoader(valid, batch_size * 2)
+    return train_loader, valid_loader

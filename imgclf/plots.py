@@ -1,0 +1,55 @@
+"""Training plots: loss curves, and the rate/momentum schedule (fastai's plot_lr(show_moms))."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: jobs have no screen
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .files import atomic_path  # noqa: E402
+
+
+def save(figure, path) -> None:
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_losses(history: pd.DataFrame, steps: pd.DataFrame, path, title: str) -> None:
+    per_epoch = len(steps) / len(history)
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(steps["step"], steps["loss"], alpha=0.4, label="train loss (batch)")
+    axes.plot(history["epoch"] * per_epoch, history["valid_loss"], "o-", label="valid loss")
+    axes.set(xlabel="step", ylabel="loss", title=title)
+    axes.legend()
+    save(figure, path)
+
+
+def plot_schedule(steps: pd.DataFrame, path, title: str) -> None:
+    figure, (rate, momentum) = plt.subplots(1, 2, figsize=(9, 3.5))
+    rate.plot(steps["step"], steps["lr"])
+    rate.set(xlabel="step", ylabel="learning rate (head)", title=title)
+    momentum.plot(steps["step"], steps["momentum"], color="tab:orange")
+    momentum.set(xlabel="step", ylabel="momentum (Adam beta1)")
+    save(figure, path)
+
+
+def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, title: str) -> None:
+    """Loss against rate (log scale), each suggestion marked, the one used larger."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(table["lr"], table["loss"], alpha=0.3, label="loss")
+    axes.plot(table["lr"], table["smoothed_loss"], label="smoothed loss")
+    for name, lr in suggestions.items():
+        loss = np.interp(np.log(lr), np.log(table["lr"]), table["smoothed_loss"])
+        used = name == chosen
+        axes.plot(lr, loss, "o", markersize=9 if used else 5,
+                  label=f"{name}: {lr:.2e}" + (" (used)" if used else ""))  # fmt: skip
+    smoothed = table["smoothed_loss"]
+    # Clip the divergent end, as fastai does, so that the useful part of the curve shows.
+    axes.set_ylim(smoothed.min() * 0.9, max(smoothed.iloc[0], smoothed.min()) * 1.5)
+    axes.set(xscale="log", xlabel="learning rate", ylabel="loss", title=title)
+    axes.legend()
+    save(figure, path)

@@ -1,0 +1,166 @@
+"""The training stages as the rules run them: lr_find, train_stage1, finetune_stage2."""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import lr_find
+from .data import Augment, make_loaders
+from .files import read_csv, write_csv, write_text
+from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier, build_model, freeze_body, unfreeze
+from .plots import plot_losses, plot_lr_find, plot_schedule
+from .train import (
+    OneCycleSettings,
+    discriminative_rates,
+    fit_one_cycle,
+    load_weights,
+    pick_device,
+    save_weights,
+    seed_everything,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSettings:
+    """The `model` section of config.yaml."""
+
+    arch: str
+    pretrained: bool
+    image_size: int
+    batch_size: int
+
+
+@dataclass
+class Job:
+    """What every training rule shares: data, model, seed and CPU threads."""
+
+    split: str
+    classes: list[str]
+    model: ModelSettings
+    augment: Augment
+    seed: int
+    threads: int
+
+    def start(self):
+        """Seed, set threads, load the data; returns (train_loader, valid_loader, device)."""
+        torch.set_num_threads(self.threads)
+        seed_everything(self.seed)
+        split = read_csv(self.split)
+        split["is_valid"] = split["is_valid"] == "True"
+        train_loader, valid_loader = make_loaders(
+            split, self.classes, self.model.image_size, self.model.batch_size, self.augment,
+            self.seed, self.threads,
+        )  # fmt: skip
+        device = pick_device()
+        log.info("device: %s, %d CPU threads", device, self.threads)
+        return train_loader, valid_loader, device
+
+    def build(self, stage1_weights: str | None = None) -> Classifier:
+        """Stage 1's model (pretrained body frozen) or, given its weights, stage 2's (unfrozen)."""
+        if stage1_weights is None:
+            model = build_model(self.model.arch, len(self.classes), self.model.pretrained)
+            freeze_body(model)
+        else:
+            model = build_model(self.model.arch, len(self.classes), pretrained=False)
+            load_weights(model, stage1_weights)
+            model.keeps_body_statistics = self.model.pretrained
+            unfreeze(model)
+        return model
+
+
+def suggested_lr(lr_find_json: str) -> float:
+    return json.loads(Path(lr_find_json).read_text())["lr"]
+
+
+def stage_rates(
+    settings: OneCycleSettings, groups: int, lr_find_json: str | None, discriminative: bool
+) -> list[float]:
+    """Peak rate per layer group: one rate for all, or [lo, hi] spread geometrically.
+
+    `auto` takes the lr_find suggestion: as the one rate, or (discriminative) as hi with
+    lo = hi / 100.
+    """
+    max_lr = settings.max_lr
+    if max_lr == "auto":
+        hi = suggested_lr(lr_find_json)
+        max_lr = [hi / 100, hi] if discriminative else hi
+    if isinstance(max_lr, list):
+        return discriminative_rates(*max_lr, groups)
+    return [max_lr] * groups
+
+
+def train_stage(
+    job: Job,
+    stage: str,
+    settings: OneCycleSettings,
+    outputs,
+    lr_find_json: str | None = None,
+    stage1_weights: str | None = None,
+) -> None:
+    """Train one stage and write its weights, history, schedule, plots and model.json."""
+    train_loader, valid_loader, device = job.start()
+    model = job.build(stage1_weights)
+    log.info("model:\n%s", model)
+    groups = len(model.layer_groups())
+    rates = stage_rates(settings, groups, lr_find_json, discriminative=stage1_weights is not None)
+    log.info("%s: peak learning rates per layer group %s", stage, [f"{r:.2e}" for r in rates])
+    history, steps = fit_one_cycle(
+        model, train_loader, valid_loader, rates, settings, stage, device
+    )
+    write_csv(outputs.history, history)
+    write_csv(outputs.steps, steps)
+    plot_losses(history, steps, outputs.losses, f"{stage}: losses")
+    plot_schedule(steps, outputs.schedule, f"{stage}: one-cycle schedule")
+    final = history.iloc[-1]
+    meta = {
+        "stage": stage,
+        "arch": job.model.arch,
+        "classes": job.classes,
+        "image_size": job.model.image_size,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "peak_learning_rates": rates,
+        "epochs": settings.epochs,
+        "metrics": {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")},
+    }
+    write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
+    save_weights(model, outputs.weights)  # last, so its presence means the stage finished
+
+
+def find_lr(
+    job: Job,
+    stage: str,
+    settings: lr_find.Settings,
+    weight_decay: float,
+    momentum: float,
+    outputs,
+    stage1_weights: str | None = None,
+) -> None:
+    """Sweep the rate for a stage's starting model; write the table, plot and suggestion."""
+    train_loader, _, device = job.start()
+    model = job.build(stage1_weights)
+    table = lr_find.sweep(model, train_loader, settings, device, weight_decay, momentum)
+    suggestions = lr_find.suggest(table)
+    chosen = suggestions[settings.suggestion]
+    log.info("%s: suggestions %s; using %s", stage, suggestions, settings.suggestion)
+    write_csv(outputs.table, table)
+    plot_lr_find(table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
+    result = {"stage": stage, "suggestion": settings.suggestion, "lr": chosen, **suggestions}
+    write_text(outputs.suggestion, json.dumps(result, indent=2) + "\n")
+
+
+def make_job(split: str, params: dict, threads: int) -> Job:
+    """A Job from the rules' `job` parameter (see workflow/rules/common.smk)."""
+    return Job(
+        split=split,
+        classes=params["classes"],
+        model=ModelSettings(**params["model"]),
+        augment=Augment(**params["augment"]),
+        seed=params["seed"],
+        threads=threads,
+    )

@@ -1,0 +1,174 @@
+"""Training: one-cycle fitting, evaluation, and pickle-free weights."""
+
+import contextlib
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .files import atomic_path
+from .models import Classifier
+from .schedule import OneCycle
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "error_rate", "accuracy", "seconds"]
+ADAM_BETA2 = 0.99
+
+
+class TrainingError(RuntimeError):
+    """Training went wrong (a non-finite loss); nothing is written."""
+
+
+@dataclass
+class OneCycleSettings:
+    """A training stage's section of config.yaml (train_stage1, finetune_stage2)."""
+
+    epochs: int
+    max_lr: float | list[float] | str
+    div_factor: float
+    pct_start: float
+    moms: list[float]
+    weight_decay: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device):
+    """Mixed precision on CUDA; full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def discriminative_rates(lo: float, hi: float, groups: int) -> list[float]:
+    """Rates spread geometrically from lo (first group) to hi (last), like fastai's slice."""
+    if groups == 1:
+        return [hi]
+    return [lo * (hi / lo) ** (index / (groups - 1)) for index in range(groups)]
+
+
+def param_groups(model: Classifier, rates: list[float], weight_decay: float) -> list[dict]:
+    """Optimizer groups: per layer group its rate; no weight decay on biases and norms."""
+    groups = []
+    for layer_group, rate in zip(model.layer_groups(), rates, strict=True):
+        trainable = [p for p in layer_group.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim > 1]
+        no_decay = [p for p in trainable if p.ndim <= 1]
+        for params, decay_rate in ((decay, weight_decay), (no_decay, 0.0)):
+            if params:
+                groups.append({"params": params, "max_lr": rate, "weight_decay": decay_rate})
+    return groups
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        with autocast(device):
+            logits = model(images)
+        total_loss += F.cross_entropy(logits.float(), targets, reduction="sum").item()
+        correct += (logits.argmax(1) == targets).sum().item()
+        count += len(targets)
+    accuracy = correct / count
+    return {"valid_loss": total_loss / count, "error_rate": 1 - accuracy, "accuracy": accuracy}
+
+
+def fit_one_cycle(
+    model: Classifier,
+    train_loader: DataLoader,
+    valid_loader: DataLoader,
+    rates: list[float],
+    settings: OneCycleSettings,
+    stage: str,
+    device: torch.device,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train with one-cycle rate and momentum; returns per-epoch history and per-step schedule.
+
+    `rates` holds the peak rate of each layer group; each group follows the same cycle scaled
+    to its peak. Momentum is Adam's beta1.
+    """
+    model.to(device)
+    groups = param_groups(model, rates, settings.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=rates[-1], betas=(settings.moms[0], ADAM_BETA2))
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    total_steps = settings.epochs * len(train_loader)
+    cycles = [
+        OneCycle(
+            group["max_lr"],
+            total_steps,
+            settings.div_factor,
+            settings.pct_start,
+            tuple(settings.moms),
+        )  # fmt: skip
+        for group in groups
+    ]
+    history, steps = [], []
+    step = 0
+    for epoch in range(settings.epochs):
+        started = time.perf_counter()
+        model.train()
+        losses = []
+        for images, targets in tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5):
+            for group, cycle in zip(optimizer.param_groups, cycles, strict=True):
+                group["lr"], momentum = cycle(step)
+                group["betas"] = (momentum, ADAM_BETA2)
+            images, targets = images.to(device), targets.to(device)
+            with autocast(device):
+                loss = F.cross_entropy(model(images), targets)
+            if not math.isfinite(loss.item()):
+                raise TrainingError(
+                    f"{stage}: the loss became {loss.item()} in epoch {epoch + 1} at learning "
+                    f"rate {optimizer.param_groups[-1]['lr']:.3g}; lower max_lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            steps.append({"step": step, "lr": optimizer.param_groups[-1]["lr"],
+                          "momentum": momentum, "loss": loss.item()})  # fmt: skip
+            step += 1
+        metrics = evaluate(model, valid_loader, device)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics,
+               "seconds": time.perf_counter() - started}  # fmt: skip
+        history.append(row)
+        log.info(
+            "%s epoch %d: train_loss %.4f valid_loss %.4f error_rate %.4f (%.1f s)",
+            stage, row["epoch"], row["train_loss"], row["valid_loss"], row["error_rate"],
+            row["seconds"],
+        )  # fmt: skip
+    return pd.DataFrame(history, columns=HISTORY_COLUMNS), pd.DataFrame(steps)
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
+    with atomic_path(path) as tmp:
+        save_file(state, tmp)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    model.load_state_dict(load_file(path), strict=True)

@@ -1,0 +1,173 @@
+"""Units of the training half: schedule, freezing, rates, lr_find, pretrained weights, errors."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from imgclf import lr_find
+from imgclf.data import DataError, check_split
+from imgclf.models import WeightsMissing, build_model, freeze_body, unfreeze
+from imgclf.schedule import FINAL_DIV, OneCycle
+from imgclf.train import (
+    OneCycleSettings,
+    TrainingError,
+    discriminative_rates,
+    fit_one_cycle,
+    param_groups,
+)
+
+
+def test_one_cycle_starts_peaks_and_ends_as_specified():
+    cycle = OneCycle(max_lr=3e-3, total_steps=100, div_factor=25, pct_start=0.3,
+                     moms=(0.95, 0.85))  # fmt: skip
+    assert cycle(0) == pytest.approx((3e-3 / 25, 0.95))
+    assert cycle(15) == pytest.approx(((3e-3 / 25 + 3e-3) / 2, 0.90))  # linear warm-up
+    assert cycle(30) == pytest.approx((3e-3, 0.85))  # the peak
+    lr_mid, mom_mid = cycle(30 + 69 // 2)
+    assert lr_mid == pytest.approx(3e-3 / 2, rel=0.05) and mom_mid == pytest.approx(0.90, abs=0.01)
+    assert cycle(99) == pytest.approx((3e-3 / 25 / FINAL_DIV, 0.95))
+    rates = [cycle(step)[0] for step in range(100)]
+    assert rates.index(max(rates)) == 30
+    assert all(a >= b for a, b in zip(rates[30:], rates[31:], strict=False))
+
+
+def test_discriminative_rates_are_geometric():
+    rates = discriminative_rates(1e-6, 1e-4, 3)
+    assert rates == pytest.approx([1e-6, 1e-5, 1e-4])
+
+
+def tiny_model(pretrained=False):
+    return build_model("efficientnet_lite0", 3, pretrained=pretrained)
+
+
+def separable_loader(count=48, size=32, seed=0):
+    """Three classes of images told apart by colour: learnable in a few steps."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.arange(count) % 3
+    images = torch.randn(count, 3, size, size, generator=generator) * 0.3
+    images[torch.arange(count), targets] += 2.0
+    return DataLoader(TensorDataset(images, targets), batch_size=8, shuffle=True,
+                      generator=generator)  # fmt: skip
+
+
+def settings(epochs=1, max_lr=1e-3):
+    return OneCycleSettings(epochs, max_lr, 25, 0.3, [0.95, 0.85], 0.01)
+
+
+def test_stage1_changes_no_frozen_weight_but_batch_norms():
+    model = tiny_model(pretrained=True)
+    freeze_body(model)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    loader = separable_loader()
+    fit_one_cycle(model, loader, loader, [1e-2] * 3, settings(), "stage1", torch.device("cpu"))
+    norms = {
+        name
+        for module_name, module in model.body.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for name in (f"body.{module_name}.weight", f"body.{module_name}.bias")
+    }
+    changed = {name for name, tensor in model.state_dict().items()
+               if not torch.equal(tensor, before[name])}  # fmt: skip
+    assert {name for name in changed if name.startswith("body.")} <= norms
+    assert changed & norms, "the body's batch norms train"
+    assert any(name.startswith("head.") for name in changed)
+
+
+def test_stage2_groups_get_the_geometric_rates():
+    model = tiny_model()
+    unfreeze(model)
+    groups = param_groups(model, discriminative_rates(1e-6, 1e-4, 3), weight_decay=0.01)
+    peaks = sorted({group["max_lr"] for group in groups})
+    assert peaks == pytest.approx([1e-6, 1e-5, 1e-4])
+    assert all(group["weight_decay"] == 0 for group in groups
+               if all(p.ndim <= 1 for p in group["params"]))  # fmt: skip
+    trained = sum(p.numel() for group in groups for p in group["params"])
+    assert trained == sum(p.numel() for p in model.parameters())
+
+
+def test_lr_find_suggests_a_finite_rate_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = tiny_model(pretrained=True)
+    freeze_body(model)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    sweep_settings = lr_find.Settings(start_lr=1e-7, end_lr=10, num_iter=60, max_epochs=10,
+                                      suggestion="valley")  # fmt: skip
+    loader = separable_loader(size=64)
+    table = lr_find.sweep(model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
+    suggestions = lr_find.suggest(table)
+    for lr in suggestions.values():
+        assert math.isfinite(lr) and 1e-8 <= lr <= 10  # minimum is a tenth of a swept rate
+    assert 1e-5 < suggestions["valley"] < 1e-2  # where the loss of this problem falls
+    assert table["lr"].is_monotonic_increasing and len(table) <= 60
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+
+
+def test_lr_find_stops_after_max_epochs_worth_of_batches():
+    loader = separable_loader(count=48)  # 6 batches
+    sweep_settings = lr_find.Settings(1e-7, 1e-3, num_iter=100, max_epochs=2, suggestion="valley")
+    table = lr_find.sweep(tiny_model(), loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
+    assert len(table) == 12
+
+
+def test_the_offline_pretrained_model_names_a_real_photo():
+    from sklearn.datasets import load_sample_image
+    from timm.data import ImageNetInfo
+
+    from imgclf.data import valid_transform
+    from imgclf.models import efficientnet_lite0_imagenet
+
+    model = efficientnet_lite0_imagenet().eval()
+    photo = torch.from_numpy(load_sample_image("china.jpg").copy()).permute(2, 0, 1)
+    with torch.no_grad():
+        logits = model(valid_transform(224)(photo)[None])
+    assert ImageNetInfo().index_to_description(int(logits.argmax())) == "palace"
+
+
+def test_torchvision_weights_missing_offline_is_a_clear_error(monkeypatch, tmp_path):
+    # The internet cannot be reached from here: stand in for the failed download.
+    def offline(url, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsMissing) as error:
+        build_model("resnet34", 2, pretrained=True)
+    message = str(error.value)
+    assert "resnet34-b627a593.pth" in message and str(tmp_path / "checkpoints") in message
+    assert "efficientnet_lite0" in message and "pretrained: false" in message
+
+
+def test_resnet_from_scratch_needs_no_weights():
+    model = build_model("resnet18", 4, pretrained=False)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 4)
+    assert len(model.layer_groups()) == 3
+
+
+def test_a_non_finite_loss_names_stage_epoch_and_rate():
+    loader = separable_loader()
+    with pytest.raises(TrainingError, match=r"stage1: the loss became (nan|inf) in epoch 1 at "
+                       r"learning rate [0-9.e+-]+"):  # fmt: skip
+        fit_one_cycle(tiny_model(), loader, loader, [1e6] * 3, settings(max_lr=1e6), "stage1",
+                      torch.device("cpu"))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("a", False), ("a", True), ("b", True)], "class 'b' has no training image"),
+        ([("a", False), ("a", True), ("b", False)], "class 'b' has no validation image"),
+    ],
+)
+def test_a_class_without_training_or_validation_images_stops_training(rows, message):
+    split = pd.DataFrame(rows, columns=["label", "is_valid"])
+    with pytest.raises(DataError, match=message):
+        check_split(split, ["a", "b"])
+
+
+def test_a_single_class_stops_training():
+    with pytest.raises(DataError, match="at least two classes"):
+        check_split(pd.DataFrame({"label": ["a"], "is_valid": [True]}), ["a"])
