@@ -117,13 +117,14 @@ def test_the_offline_pretrained_model_names_a_real_photo():
     from sklearn.datasets import load_sample_image
     from timm.data import ImageNetInfo
 
-    from imgclf.data import valid_transform
+    from imgclf.data import Collate, valid_transform
     from imgclf.models import efficientnet_lite0_imagenet
 
     model = efficientnet_lite0_imagenet().eval()
     photo = torch.from_numpy(load_sample_image("china.jpg").copy()).permute(2, 0, 1)
     with torch.no_grad():
-        logits = model(valid_transform(224)(photo)[None])
+        batch, _ = Collate()([(valid_transform(224)(photo), 0)])
+        logits = model(batch)
     assert ImageNetInfo().index_to_description(int(logits.argmax())) == "palace"
 
 

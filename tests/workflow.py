@@ -36,7 +36,7 @@ def write_config(workdir: Path, config: dict) -> None:
 
 def planned_rules(workdir: Path, *targets: str) -> set[str]:
     """The rules a dry run would run (`all` aside)."""
-    result = snakemake(workdir, "-n", "--quiet", "rules", *targets)
+    result = snakemake(workdir, "-n", *targets, "--quiet", "rules")
     lines = result.stdout.splitlines()
     starts = [index for index, line in enumerate(lines) if line.startswith("Job stats")]
     rules = set()

@@ -18,12 +18,6 @@ DEMO_SETS = sorted(
 )
 
 
-wildcard_constraints:
-    cls="|".join(map(re.escape, CLASSES)),
-    archive="|".join(map(re.escape, ARCHIVES)) or "(?!)",
-    demo="|".join(map(re.escape, DEMO_SETS)) or "(?!)",
-
-
 def fetch_urls_input(wildcards):
     """What a class's list depends on, so that a changed source reruns fetch_urls."""
     source = config["classes"][wildcards.cls]
@@ -52,7 +46,7 @@ def labels_file(wildcards):
 
 
 def training_job(wildcards):
-    """The config every training rule depends on: classes, seed, model and augmentation."""
+    """What all training rules depend on (classes, seed, model, augmentation)."""
     return {
         "classes": CLASSES,
         "seed": config["seed"],

@@ -1,6 +1,12 @@
 # The data half: fetch_urls -> download -> verify -> split.
 
 
+wildcard_constraints:
+    cls="|".join(map(re.escape, CLASSES)),
+    archive="|".join(map(re.escape, ARCHIVES)) or "(?!)",
+    demo="|".join(map(re.escape, DEMO_SETS)) or "(?!)",
+
+
 localrules:
     write_demo,
     fetch_archive,
