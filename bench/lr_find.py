@@ -29,7 +29,11 @@ def main() -> None:
             job, config = demo_job(folder, args.threads, seed)
             train_loader, valid_loader, device = job.start()
             settings = lr_find.Settings(**config["lr_find"])
+            # Stage 2's sweep starts from a trained stage 1, as in the workflow.
             stage1 = job.build()
+            stage1_settings = OneCycleSettings(**config["train_stage1"])
+            fit_one_cycle(stage1, train_loader, valid_loader, [stage1_settings.max_lr] * 3,
+                          stage1_settings, "stage1", device)  # fmt: skip
             weights = folder / f"stage1-{seed}.safetensors"
             save_weights(stage1, weights)
             for stage in ["stage1", "stage2"]:
