@@ -1,4 +1,4 @@
-"""Data loading for training: images decoded once into memory, augmented per batch item.
+"""Data loading for training: images decoded once into memory, augmented as they are batched.
 
 verify already shrank every image, so decoding them all once and keeping them as uint8 tensors
 costs little memory and removes decoding from every epoch after the first (bench/train.py).

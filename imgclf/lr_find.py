@@ -9,12 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .models import Classifier
-from .train import ADAM_BETA2, autocast, param_groups
+from .train import make_optimizer, train_step
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,8 @@ def sweep(
     """
     work = copy.deepcopy(model).to(device)
     work.train()
-    groups = param_groups(work, [settings.end_lr] * len(work.layer_groups()), weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=settings.start_lr, betas=(momentum, ADAM_BETA2))
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    rates = [settings.start_lr] * len(work.layer_groups())
+    optimizer, scaler = make_optimizer(work, rates, weight_decay, momentum, device)
     steps = max(2, min(settings.num_iter, math.floor(settings.max_epochs * len(loader))))
     ratio = settings.end_lr / settings.start_lr
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
@@ -59,14 +57,7 @@ def sweep(
         lr = settings.start_lr * ratio ** (step / (steps - 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, targets = images.to(device), targets.to(device)
-        with autocast(device):
-            loss = F.cross_entropy(work(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        value = loss.item()
+        value = train_step(work, optimizer, scaler, images, targets, device)
         if not math.isfinite(value):
             break
         average = smoothing * average + (1 - smoothing) * value

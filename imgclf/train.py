@@ -80,6 +80,29 @@ def param_groups(model: Classifier, rates: list[float], weight_decay: float) -> 
     return groups
 
 
+def make_optimizer(
+    model: Classifier, rates: list[float], weight_decay: float, momentum: float, device
+) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
+    """AdamW over the trainable parameters, one peak rate per layer group, and its scaler."""
+    groups = param_groups(model, rates, weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=rates[-1], betas=(momentum, ADAM_BETA2))
+    return optimizer, torch.amp.GradScaler(enabled=device.type == "cuda")
+
+
+def train_step(model, optimizer, scaler, images, targets, device) -> float:
+    """One mini-batch: the loss, and an optimiser step unless the loss is not finite."""
+    images, targets = images.to(device), targets.to(device)
+    with autocast(device):
+        loss = F.cross_entropy(model(images), targets)
+    value = loss.item()
+    if math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return value
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
     model.eval()
@@ -110,9 +133,9 @@ def fit_one_cycle(
     to its peak. Momentum is Adam's beta1.
     """
     model.to(device)
-    groups = param_groups(model, rates, settings.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=rates[-1], betas=(settings.moms[0], ADAM_BETA2))
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    optimizer, scaler = make_optimizer(
+        model, rates, settings.weight_decay, settings.moms[0], device
+    )
     total_steps = settings.epochs * len(train_loader)
     cycles = [
         OneCycle(
@@ -122,7 +145,7 @@ def fit_one_cycle(
             settings.pct_start,
             tuple(settings.moms),
         )  # fmt: skip
-        for group in groups
+        for group in optimizer.param_groups
     ]
     history, steps = [], []
     step = 0
@@ -134,21 +157,15 @@ def fit_one_cycle(
             for group, cycle in zip(optimizer.param_groups, cycles, strict=True):
                 group["lr"], momentum = cycle(step)
                 group["betas"] = (momentum, ADAM_BETA2)
-            images, targets = images.to(device), targets.to(device)
-            with autocast(device):
-                loss = F.cross_entropy(model(images), targets)
-            if not math.isfinite(loss.item()):
+            loss = train_step(model, optimizer, scaler, images, targets, device)
+            if not math.isfinite(loss):
                 raise TrainingError(
-                    f"{stage}: the loss became {loss.item()} in epoch {epoch + 1} at learning "
+                    f"{stage}: the loss became {loss} in epoch {epoch + 1} at learning "
                     f"rate {optimizer.param_groups[-1]['lr']:.3g}; lower max_lr"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(loss.item())
+            losses.append(loss)
             steps.append({"step": step, "lr": optimizer.param_groups[-1]["lr"],
-                          "momentum": momentum, "loss": loss.item()})  # fmt: skip
+                          "momentum": momentum, "loss": loss})  # fmt: skip
             step += 1
         metrics = evaluate(model, valid_loader, device)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics,
