@@ -40,10 +40,10 @@ def main() -> None:
                 model = job.build() if stage == "stage1" else job.build(str(weights))
                 training = config["train_stage1" if stage == "stage1" else "finetune_stage2"]
                 started = time.perf_counter()
-                table = lr_find.sweep(model, train_loader, settings, device,
+                result = lr_find.sweep(model, train_loader, settings, device,
                                       training["weight_decay"], training["moms"][0])  # fmt: skip
                 sweep_seconds = time.perf_counter() - started
-                suggestion = lr_find.suggest(table)[settings.suggestion]
+                suggestion = lr_find.suggest(result)[settings.suggestion]
                 suggestions[stage].append(suggestion)
                 one_epoch = OneCycleSettings(1, 1e-3, 25, 0.3, training["moms"], 0.01)
                 model = job.build() if stage == "stage1" else job.build(str(weights))
@@ -51,7 +51,7 @@ def main() -> None:
                 fit_one_cycle(model, train_loader, valid_loader, [1e-4] * 3, one_epoch, stage,
                               device)  # fmt: skip
                 epoch_seconds = time.perf_counter() - started
-                print(f"lr_find {stage} seed {seed}: {len(table)} batches, "
+                print(f"lr_find {stage} seed {seed}: {len(result.table)} batches, "
                       f"{sweep_seconds / epoch_seconds:.2f} epochs' time (target <= 2), "
                       f"{settings.suggestion} {suggestion:.2e}")  # fmt: skip
         for stage, values in suggestions.items():

@@ -146,14 +146,17 @@ def find_lr(
     """Sweep the rate for a stage's starting model; write the table, plot and suggestion."""
     train_loader, _, device = job.start()
     model = job.build(stage1_weights)
-    table = lr_find.sweep(model, train_loader, settings, device, weight_decay, momentum)
-    suggestions = lr_find.suggest(table)
+    result = lr_find.sweep(model, train_loader, settings, device, weight_decay, momentum)
+    suggestions = lr_find.suggest(result)
     chosen = suggestions[settings.suggestion]
-    log.info("%s: suggestions %s; using %s", stage, suggestions, settings.suggestion)
-    write_csv(outputs.table, table)
-    plot_lr_find(table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
-    result = {"stage": stage, "suggestion": settings.suggestion, "lr": chosen, **suggestions}
-    write_text(outputs.suggestion, json.dumps(result, indent=2) + "\n")
+    falls = lr_find.loss_falls(result)
+    log.info("%s: suggestions %s; using %s; the loss %s", stage, suggestions, settings.suggestion,
+             "falls" if falls else "is flat until it diverges")  # fmt: skip
+    write_csv(outputs.table, result.table)
+    plot_lr_find(result.table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
+    summary = {"stage": stage, "suggestion": settings.suggestion, "lr": chosen, **suggestions,
+               "loss_falls": falls}  # fmt: skip
+    write_text(outputs.suggestion, json.dumps(summary, indent=2) + "\n")
 
 
 def make_job(split: str, params: dict, threads: int) -> Job:

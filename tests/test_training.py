@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -97,20 +98,57 @@ def test_lr_find_suggests_a_finite_rate_and_leaves_the_model_alone():
     sweep_settings = lr_find.Settings(start_lr=1e-7, end_lr=10, num_iter=60, max_epochs=10,
                                       suggestion="valley")  # fmt: skip
     loader = separable_loader(size=64)
-    table = lr_find.sweep(model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
-    suggestions = lr_find.suggest(table)
+    result = lr_find.sweep(model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
+    suggestions = lr_find.suggest(result)
     for lr in suggestions.values():
         assert math.isfinite(lr) and 1e-8 <= lr <= 10  # minimum is a tenth of a swept rate
+    assert lr_find.loss_falls(result)
     assert 1e-5 < suggestions["valley"] < 1e-2  # where the loss of this problem falls
-    assert table["lr"].is_monotonic_increasing and len(table) <= 60
+    assert result.table["lr"].is_monotonic_increasing and len(result.table) <= 60
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
 
 
 def test_lr_find_stops_after_max_epochs_worth_of_batches():
     loader = separable_loader(count=48)  # 6 batches
     sweep_settings = lr_find.Settings(1e-7, 1e-3, num_iter=100, max_epochs=2, suggestion="valley")
-    table = lr_find.sweep(tiny_model(), loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
-    assert len(table) == 12
+    result = lr_find.sweep(tiny_model(), loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
+    assert len(result.table) == 12
+
+
+def synthetic_sweep(level, seed, steps=90):
+    """A sweep from 1e-7 to 10 whose loss follows `level(lr)` and diverges as the rate
+    nears 1e-2, with batch-to-batch noise like the demo's (skewed, standard deviation 0.17)."""
+    generator = np.random.default_rng(seed)
+    average, rows = lr_find.MovingAverage(steps), []
+    for lr in np.geomspace(1e-7, 10, steps):
+        loss = level(lr) + 0.1 * generator.lognormal(0, 0.9) + (lr / 1e-2) ** 2
+        rows.append({"lr": lr, "loss": loss, "smoothed_loss": average.add(loss)})
+        if loss > 50:
+            break
+    return lr_find.Sweep(pd.DataFrame(rows), average.window)
+
+
+def test_valley_of_a_flat_noisy_loss_is_a_tenth_of_its_divergence_and_stable():
+    """A trained model's sweep: no fall, only noise, then divergence. Any "valley" in the
+    noise would move with the seed; a tenth of where the loss doubles does not."""
+    valleys = []
+    for seed in range(5):
+        result = synthetic_sweep(lambda lr: 0.2, seed)
+        assert not lr_find.loss_falls(result)
+        valleys.append(lr_find.suggest(result)["valley"])
+    assert all(2e-4 < valley < 2e-3 for valley in valleys)  # the loss doubles near 4.5e-3
+    assert max(valleys) / min(valleys) <= 2
+
+
+def test_valley_of_a_falling_loss_is_in_the_fall_and_stable():
+    """The loss falls from 2.2 to 0.2, halfway at 1e-4; the smoothing lags a few steps."""
+    valleys = []
+    for seed in range(5):
+        result = synthetic_sweep(lambda lr: 0.2 + 2 / (1 + (lr / 1e-4) ** 2), seed)
+        assert lr_find.loss_falls(result)
+        valleys.append(lr_find.suggest(result)["valley"])
+    assert all(5e-5 < valley < 1e-3 for valley in valleys)
+    assert max(valleys) / min(valleys) <= 2
 
 
 def test_the_offline_pretrained_model_names_a_real_photo():
