@@ -14,10 +14,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/train/stage2/model.safetensors",
-        "results/lr_find/stage2.png",
+        final_targets(),

@@ -51,5 +51,8 @@ def check_config(config: dict) -> None:
     ]
     if len(config["classes"]) < 2:
         problems.append("classes: a classifier needs at least two classes")
+    folder = config["predict"]["folder"]
+    if folder is not None and not Path(folder).is_dir():
+        problems.append(f"predict.folder: folder {folder!r} does not exist")
     if problems:
         raise ConfigError("config.yaml is not usable:\n  " + "\n  ".join(problems))

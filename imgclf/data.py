@@ -4,6 +4,7 @@ verify already shrank every image, so decoding them all once and keeping them as
 costs little memory and removes decoding from every epoch after the first (bench/train.py).
 """
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .files import read_csv
 from .models import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import square
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,13 @@ class Augment:
     max_zoom: float
     min_scale: float
     max_lighting: float
+
+
+def read_split(path: str) -> pd.DataFrame:
+    """split.csv with is_valid as booleans."""
+    split = read_csv(path)
+    split["is_valid"] = split["is_valid"] == "True"
+    return split
 
 
 def check_split(split: pd.DataFrame, classes: list[str]) -> None:
@@ -61,9 +71,14 @@ def train_transform(size: int, augment: Augment) -> v2.Compose:
     )
 
 
-def valid_transform(size: int) -> v2.Compose:
-    """The per-image part of what the model sees at validation time: resize, centre crop."""
-    return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+def prepare(image: Image.Image, size: int) -> torch.Tensor:
+    """What the model sees at validation time (preprocess.PREPARE): uint8 (3, size, size)."""
+    return v2.functional.pil_to_tensor(square(image, size))
+
+
+def prepare_file(path: str, size: int) -> torch.Tensor:
+    with Image.open(path) as image:
+        return prepare(image, size)
 
 
 class Collate:
@@ -128,12 +143,14 @@ class InMemoryImages(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images[index]), self.targets[index]
+        image = self.images[index]
+        return (image if self.transform is None else self.transform(image)), self.targets[index]
 
 
-def load_images(paths: list[str], short_side: int, threads: int) -> list[torch.Tensor]:
+def load_images(paths: list[str], load, threads: int) -> list[torch.Tensor]:
+    """`load(path)` of every path, on `threads` threads (Pillow decodes without the GIL)."""
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        return list(pool.map(lambda path: decode(path, short_side), paths))
+        return list(pool.map(load, paths))
 
 
 def make_loaders(
@@ -151,12 +168,15 @@ def make_loaders(
     parts = []
     for is_valid in (False, True):
         rows = split[split["is_valid"] == is_valid]
-        short_side = size if is_valid else round(size * PRESIZE)
-        images = load_images(rows["path"].tolist(), short_side, threads)
+        if is_valid:
+            load = functools.partial(prepare_file, size=size)
+        else:
+            load = functools.partial(decode, short_side=round(size * PRESIZE))
+        images = load_images(rows["path"].tolist(), load, threads)
         parts.append((images, rows["label"].map(index).tolist()))
     log.info("loaded %d training and %d validation images", len(parts[0][0]), len(parts[1][0]))
     train = InMemoryImages(*parts[0], train_transform(size, augment))
-    valid = InMemoryImages(*parts[1], valid_transform(size))
+    valid = InMemoryImages(*parts[1], transform=None)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
         train,

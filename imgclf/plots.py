@@ -54,3 +54,34 @@ def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, titl
     axes.set(xscale="log", xlabel="learning rate", ylabel="loss", title=title)
     axes.legend()
     save(figure, path)
+
+
+def plot_image_grid(images: list[np.ndarray], titles: list[str], path, title: str) -> None:
+    """Images (H, W, 3 uint8) in a grid of up to three columns, each with its title."""
+    columns = min(3, len(images))
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, caption in zip(axes.flat, images, titles, strict=False):
+        axis.imshow(image)
+        axis.set_title(caption, fontsize=9)
+    figure.suptitle(title)
+    save(figure, path)
+
+
+def plot_confusion_matrix(matrix: pd.DataFrame, path, title: str) -> None:
+    """Counts of actual (rows) against predicted (columns) classes, as fastai draws it."""
+    size = max(4, 0.6 * len(matrix) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix.to_numpy(), cmap="Blues")
+    ticks = range(len(matrix))
+    axes.set_xticks(ticks, matrix.columns, rotation=90)
+    axes.set_yticks(ticks, matrix.index)
+    darkest = matrix.to_numpy().max()
+    for row, column in np.ndindex(matrix.shape):
+        count = matrix.iat[row, column]
+        axes.text(column, row, count, ha="center", va="center",
+                  color="white" if count > darkest / 2 else "black")  # fmt: skip
+    axes.set(xlabel="predicted", ylabel="actual", title=title)
+    save(figure, path)

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from . import lr_find
-from .data import Augment, make_loaders
-from .files import read_csv, write_csv, write_text
+from .data import Augment, make_loaders, read_split
+from .files import write_csv, write_text
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier, build_model, freeze_body, unfreeze
-from .plots import plot_losses, plot_lr_find, plot_schedule
+from .plots import plot_image_grid, plot_losses, plot_lr_find, plot_schedule
 from .train import (
     OneCycleSettings,
     discriminative_rates,
@@ -47,19 +47,22 @@ class Job:
     seed: int
     threads: int
 
-    def start(self):
-        """Seed, set threads, load the data; returns (train_loader, valid_loader, device)."""
+    def setup(self) -> torch.device:
+        """Seed, cap torch's threads; the device to run on."""
         # More threads than cores (--cores 4 on a 2-core machine) makes torch much slower.
         torch.set_num_threads(min(self.threads, len(os.sched_getaffinity(0))))
         seed_everything(self.seed)
-        split = read_csv(self.split)
-        split["is_valid"] = split["is_valid"] == "True"
-        train_loader, valid_loader = make_loaders(
-            split, self.classes, self.model.image_size, self.model.batch_size, self.augment,
-            self.seed, self.threads,
-        )  # fmt: skip
         device = pick_device()
         log.info("device: %s, %d CPU threads", device, torch.get_num_threads())
+        return device
+
+    def start(self):
+        """Set up, load the data; returns (train_loader, valid_loader, device)."""
+        device = self.setup()
+        train_loader, valid_loader = make_loaders(
+            read_split(self.split), self.classes, self.model.image_size, self.model.batch_size,
+            self.augment, self.seed, self.threads,
+        )  # fmt: skip
         return train_loader, valid_loader, device
 
     def build(self, stage1_weights: str | None = None) -> Classifier:
@@ -106,6 +109,8 @@ def train_stage(
 ) -> None:
     """Train one stage and write its weights, history, schedule, plots and model.json."""
     train_loader, valid_loader, device = job.start()
+    if stage == "stage1":
+        plot_sample_batch(train_loader, job.classes, outputs.batch)
     model = job.build(stage1_weights)
     log.info("model:\n%s", model)
     groups = len(model.layer_groups())
@@ -132,6 +137,16 @@ def train_stage(
     }
     write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
     save_weights(model, outputs.weights)  # last, so its presence means the stage finished
+
+
+def plot_sample_batch(loader, classes: list[str], path, count: int = 9) -> None:
+    """Training images as the model sees them after augmentation (fastai's show_batch)."""
+    images, targets = next(iter(loader))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    pixels = [(image * std + mean).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+              for image in images[:count]]  # fmt: skip
+    titles = [classes[target] for target in targets[:count]]
+    plot_image_grid(pixels, titles, path, "a training batch, augmented")
 
 
 def find_lr(

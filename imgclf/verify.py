@@ -142,3 +142,17 @@ def verify_downloads(
     rejected = pd.DataFrame(rejected, columns=REJECTED_COLUMNS).sort_values(["label", "id", "url"])
     log.info("kept %d images, rejected %d", len(manifest), len(rejected))
     return manifest, rejected
+
+
+def summarise(manifest: pd.DataFrame, rejected: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Per class: images kept, images rejected, and the rejections by kind of reason."""
+    kinds = rejected["reason"].str.split(":").str[0].rename("reason")
+    by_reason = pd.crosstab(rejected["label"], kinds).reindex(classes, fill_value=0).astype(int)
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "kept": manifest["label"].value_counts().reindex(classes, fill_value=0).to_numpy(),
+            "rejected": by_reason.sum(axis=1).to_numpy(),
+            **{reason: by_reason[reason].to_numpy() for reason in by_reason.columns},
+        }
+    )

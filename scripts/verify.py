@@ -4,13 +4,14 @@ from pathlib import Path
 
 from imgclf.files import read_csv, write_csv
 from imgclf.logs import setup_logging
-from imgclf.verify import Settings, verify_downloads
+from imgclf.verify import Settings, summarise, verify_downloads
 
 
 def main(tables: list[str], outputs, settings: dict, threads: int) -> None:
     downloads = {Path(table).stem: read_csv(table) for table in tables}
     manifest, rejected = verify_downloads(downloads, outputs.images, Settings(**settings), threads)
     write_csv(outputs.rejected, rejected)
+    write_csv(outputs.summary, summarise(manifest, rejected, list(downloads)))
     write_csv(outputs.manifest, manifest)
 
 

@@ -1,13 +1,20 @@
 """End-to-end runs of the whole workflow: tiny images (32 px, one epoch), and the demo."""
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from imgclf.files import read_csv
+from imgclf.interpret import PREDICTION_COLUMNS
 from imgclf.models import build_model
 from imgclf.train import HISTORY_COLUMNS, load_weights
 
@@ -16,6 +23,7 @@ from .workflow import REPO, planned_rules, snakemake, write_config
 
 CLASSES = ["red", "green", "blue"]
 TRAINING = {"train_stage1", "lr_find", "finetune_stage2"}
+RESULTS = {"interpret", "export", "predict"}
 
 
 def tiny_config(**changes) -> dict:
@@ -29,6 +37,8 @@ def tiny_config(**changes) -> dict:
         "train_stage1": {"epochs": 1, "max_lr": "auto"},
         "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
         "lr_find": {"num_iter": 10},
+        "interpret": {"review": 20, "top_losses": 4},
+        "predict": {"folder": "new_photos"},
     }
     return {**config, **changes}
 
@@ -41,6 +51,11 @@ def write_photos(workdir):
             image = images.noise((40, 40), seed=100 * channel + index)
             tint = Image.new("RGB", image.size, tuple(255 * (c == channel) for c in range(3)))
             Image.blend(image, tint, 0.6).save(folder / f"{index}.png")
+    new = workdir / "new_photos"
+    new.mkdir()
+    shutil.copy(workdir / "photos/red/0.png", new / "reddish.png")
+    shutil.copy(workdir / "photos/blue/1.png", new / "bluish.png")
+    (new / "notes.txt").write_text("not an image")
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +118,182 @@ def test_the_same_seed_gives_the_same_metrics_on_cpu(trained, tmp_path):
         pd.testing.assert_frame_equal(first[columns], again[columns])
 
 
-def test_editing_labels_reruns_split_and_training_only(trained):
+def test_interpret_writes_the_diagnosis(trained):
+    folder = trained / "results/interpret"
     split = read_csv(trained / "results/split/split.csv")
-    pd.DataFrame({"id": [split["id"][0]], "label": ["drop"]}).to_csv(
-        trained / "labels.csv", index=False
+    valid = split[split["is_valid"] == "True"]
+    matrix = read_csv(folder / "confusion_matrix.csv").set_index("actual").astype(int)
+    assert list(matrix.index) == CLASSES and list(matrix.columns) == CLASSES
+    assert matrix.sum().sum() == len(valid)
+    assert (matrix.sum(axis=1) == valid["label"].value_counts().reindex(CLASSES)).all()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["stage"] == "stage2" and metrics["reason"] == "final_model is stage2"
+    correct = sum(matrix.at[label, label] for label in CLASSES)
+    assert metrics["accuracy"] == pytest.approx(correct / len(valid))
+    assert set(metrics["per_class"]) == set(CLASSES)
+    per_class = read_csv(folder / "per_class.csv")
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "images"]
+    most_confused = read_csv(folder / "most_confused.csv")
+    assert list(most_confused.columns) == ["actual", "predicted", "count"]
+    assert all(int(count) >= 2 for count in most_confused["count"])
+    review = read_csv(folder / "review.csv")
+    assert list(review.columns) == [*PREDICTION_COLUMNS, "decision"]
+    assert len(review) == 20 and set(review["decision"]) == {""}
+    losses = review["loss"].astype(float)
+    assert losses.is_monotonic_decreasing and set(review["is_valid"]) <= {"True", "False"}
+    assert set(review["id"]) <= set(split["id"])
+    for plot in [folder / "confusion_matrix.png", folder / "top_losses.png",
+                 trained / "results/train/stage1/batch.png"]:  # fmt: skip
+        with Image.open(plot) as image:
+            assert image.format == "PNG"
+    summary = read_csv(trained / "results/verify/summary.csv")
+    assert list(summary["class"]) == CLASSES and set(summary["kept"]) == {"12"}
+    assert "model:\nClassifier(" in (trained / "logs/train_stage1/train_stage1.log").read_text()
+
+
+FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+import numpy as np, onnxruntime
+from PIL import Image, ImageOps
+folder, paths = Path(sys.argv[1]), sys.argv[2:]
+meta = json.loads((folder / "model.json").read_text())
+size = meta["image_size"]
+session = onnxruntime.InferenceSession(str(folder / meta["file"]))
+def pixels(path):  # model.json's "preprocess"
+    with Image.open(path) as image:
+        square = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+    return np.asarray(square).transpose(2, 0, 1)
+batch = np.stack([pixels(path) for path in paths])
+probabilities = session.run(None, {meta["input"]["name"]: batch})[0]
+assert not any(name.split(".")[0] == "imgclf" for name in sys.modules)
+print(json.dumps(probabilities.tolist()))
+"""
+
+
+def test_the_exported_model_predicts_in_a_process_that_never_saw_this_project(trained, tmp_path):
+    from imgclf.data import Collate, prepare_file
+
+    meta = json.loads((trained / "results/export/model.json").read_text())
+    assert meta["classes"] == CLASSES and meta["stage"] == "stage2" and meta["image_size"] == 32
+    assert (
+        meta["metrics"]
+        == json.loads((trained / "results/train/stage2/model.json").read_text())["metrics"]
     )
+    split_bytes = (trained / "results/split/split.csv").read_bytes()
+    assert meta["split_sha256"] == hashlib.sha256(split_bytes).hexdigest()
+    assert {"torch", "onnxruntime", "imgclf"} <= set(meta["versions"])
+    split = read_csv(trained / "results/split/split.csv")
+    paths = [str(trained / path) for path in split["path"][:10]]
+    model = build_model("efficientnet_lite0", len(CLASSES), pretrained=False)
+    load_weights(model, trained / "results/train/stage2/model.safetensors")
+    with torch.no_grad():
+        batch, _ = Collate()([(prepare_file(path, 32), 0) for path in paths])
+        expected = model.eval()(batch).softmax(1).numpy()
+    # A fresh interpreter in an empty folder, with only onnxruntime, Pillow and numpy.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_PROCESS, str(trained / "results/export"), *paths],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    exported = np.array(json.loads(result.stdout))
+    assert np.abs(exported - expected).max() < 1e-4
+
+
+def test_predict_classifies_the_config_folder_and_the_command_agrees(trained):
+    predictions = read_csv(trained / "results/predict/predictions.csv")
+    names = [Path(path).name for path in predictions["path"]]
+    assert names == ["bluish.png", "notes.txt", "reddish.png"]
+    by_name = predictions.set_index(predictions["path"].map(lambda path: Path(path).name))
+    assert by_name.at["notes.txt", "error"].startswith("not an image")
+    assert by_name.at["notes.txt", "label"] == ""
+    for name in ["bluish.png", "reddish.png"]:
+        row = by_name.loc[name]
+        assert row["label"] in CLASSES and row["error"] == ""
+        assert CLASSES[int(row["index"])] == row["label"]
+        assert sum(float(row[label]) for label in CLASSES) == pytest.approx(1, abs=1e-5)
+        assert float(row["probability"]) == pytest.approx(float(row[row["label"]]))
+    command = [sys.executable, "-m", "imgclf.predict", "results/export", "new_photos"]
+    result = subprocess.run(command, cwd=trained, capture_output=True, text=True, check=True)
+    assert (
+        result.stdout.replace("\r\n", "\n")
+        == (trained / "results/predict/predictions.csv").read_text()
+    )
+
+    from imgclf.predict import Predictor
+
+    prediction = Predictor(trained / "results/export").predict(trained / "new_photos/bluish.png")
+    assert prediction.label == by_name.at["bluish.png", "label"]
+    assert prediction.probabilities[prediction.label] == pytest.approx(
+        float(by_name.at["bluish.png", "probability"]), abs=1e-6
+    )
+
+
+def test_predict_command_refuses_a_folder_without_a_model(trained):
+    command = [sys.executable, "-m", "imgclf.predict", "results", "new_photos"]
+    result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
+    assert result.returncode == 2 and "has no model.json" in result.stderr
+    command = [sys.executable, "-m", "imgclf.predict", "results/export", "missing.png"]
+    result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
+    assert result.returncode == 2 and "no such file or folder: missing.png" in result.stderr
+
+
+def test_the_cleaning_loop_reruns_split_and_what_follows_only(trained, tmp_path):
+    review = read_csv(trained / "results/interpret/review.csv")
+    relabelled, dropped = review.iloc[0], review.iloc[1]
+    new_label = next(label for label in CLASSES if label != relabelled["label"])
+    review.loc[0, "decision"] = new_label
+    review.loc[1, "decision"] = "drop"
+    review.loc[2, "decision"] = "keep"
+    review.to_csv(tmp_path / "review.csv", index=False)
+    command = [sys.executable, "-m", "imgclf.review", str(tmp_path / "review.csv")]
     try:
-        assert planned_rules(trained) == {"split"} | TRAINING
+        result = subprocess.run(command, cwd=trained, capture_output=True, text=True, check=True)
+        assert "1 relabelled, 1 dropped" in result.stdout
+        labels = read_csv(trained / "labels.csv")
+        assert dict(zip(labels["id"], labels["label"], strict=True)) == {
+            relabelled["id"]: new_label,
+            dropped["id"]: "drop",
+        }
+        assert planned_rules(trained) == {"split"} | TRAINING | RESULTS
+        before = (trained / "labels.csv").stat().st_mtime_ns
+        again = subprocess.run(command, cwd=trained, capture_output=True, text=True, check=True)
+        assert "Nothing changed" in again.stdout
+        assert (trained / "labels.csv").stat().st_mtime_ns == before
     finally:
-        (trained / "labels.csv").unlink()
+        (trained / "labels.csv").unlink(missing_ok=True)
+
+
+def test_a_bad_review_is_refused_and_the_labels_file_untouched(trained, tmp_path):
+    review = read_csv(trained / "results/interpret/review.csv")
+    review.loc[0, "decision"] = "purple"
+    review.to_csv(tmp_path / "review.csv", index=False)
+    command = [sys.executable, "-m", "imgclf.review", str(tmp_path / "review.csv")]
+    result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "'purple'" in result.stderr and "labels.csv is unchanged" in result.stderr
+    assert not (trained / "labels.csv").exists()
+
+
+def test_the_report_builds_with_every_part(trained, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(trained, "--report", str(report))
+    html = report.read_text()
+    parts = ["summary.csv", "batch.png", "stage1.png", "stage2.png", "losses.png", "schedule.png",
+             "confusion_matrix.png", "top_losses.png", "per_class.csv"]  # fmt: skip
+    for part in parts:
+        assert part in html, part
+
+
+def test_final_model_is_a_choice_made_without_retraining(trained, tmp_path):
+    write_photos(tmp_path)
+    write_config(tmp_path, tiny_config(final_model="stage1"))
+    assert "finetune_stage2" not in planned_rules(tmp_path)
+    original = (trained / "config.yaml").read_text()
+    try:
+        write_config(trained, tiny_config(final_model="best"))
+        assert planned_rules(trained) == RESULTS
+    finally:
+        (trained / "config.yaml").write_text(original)
 
 
 def test_a_diverging_stage_stops_naming_stage_epoch_and_rate(tmp_path):
@@ -135,3 +317,6 @@ def test_the_default_config_runs_the_offline_demo(tmp_path):
     for stage in ["stage1", "stage2"]:
         history = pd.read_csv(tmp_path / f"results/train/{stage}/history.csv")
         assert history["error_rate"].iloc[-1] < 0.1
+    metrics = json.loads((tmp_path / "results/interpret/metrics.json").read_text())
+    assert metrics["error_rate"] < 0.1 and len(metrics["per_class"]) == 10
+    assert (tmp_path / "results/export/model.onnx").stat().st_size > 1_000_000

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 from imgclf.config import check_config
+from imgclf.predict import files_in
 from imgclf.sources import archive_dir_name, is_url, list_images, source_kind
 
 check_config(config)
@@ -69,3 +70,34 @@ def lr_find_if_auto(section):
     return (
         [f"results/lr_find/{stage}.json"] if config[section]["max_lr"] == "auto" else []
     )
+
+
+def final_model_files(wildcards):
+    """The trained stage(s) that `final_model` needs: one, or both for `best`."""
+    stages = (
+        ["stage1", "stage2"]
+        if config["final_model"] == "best"
+        else [config["final_model"]]
+    )
+    return [
+        f"results/train/{stage}/{name}"
+        for stage in stages
+        for name in ("model.json", "model.safetensors")
+    ]
+
+
+def predict_images(wildcards):
+    """The files of the predict folder: a new or removed one reruns predict."""
+    return files_in([config["predict"]["folder"]])
+
+
+def final_targets():
+    """What a plain `snakemake` makes: the diagnosis, the export, and the predictions asked for."""
+    targets = [
+        "results/interpret/metrics.json",
+        "results/interpret/review.csv",
+        "results/export/model.json",
+    ]
+    if config["predict"]["folder"] is not None:
+        targets.append("results/predict/predictions.csv")
+    return targets

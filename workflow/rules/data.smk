@@ -89,6 +89,11 @@ rule verify:
             caption="../report/rejected.rst",
             category="Data",
         ),
+        summary=report(
+            "results/verify/summary.csv",
+            caption="../report/summary.rst",
+            category="Data",
+        ),
         images=directory("results/verify/images"),
     log:
         "logs/verify/verify.log",

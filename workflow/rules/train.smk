@@ -63,6 +63,11 @@ rule train_stage1:
             caption="../report/schedule.rst",
             category="Training",
         ),
+        batch=report(
+            "results/train/stage1/batch.png",
+            caption="../report/batch.rst",
+            category="Training",
+        ),
     log:
         "logs/train_stage1/train_stage1.log",
     benchmark:

@@ -1,0 +1,128 @@
+"""export: the chosen model as ONNX, loadable without this project and without pickle.
+
+The ONNX graph takes uint8 RGB images (N, 3, size, size) and returns class probabilities;
+normalisation is inside it. model.json says how to make its input from an image file
+(preprocess.PREPARE), the classes, and where the model came from.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import platform
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+from torch import nn
+
+from .data import load_images, prepare_file, read_split
+from .files import atomic_path, write_text
+from .interpret import ChosenModel
+from .models import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import PREPARE
+
+log = logging.getLogger(__name__)
+logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # a line per merged constant otherwise
+
+TOLERANCE = 1e-4  # largest difference allowed between ONNX Runtime's and torch's probabilities
+CHECK_IMAGES = 32
+PACKAGES = ["imgclf", "torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime"]
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+class Exported(nn.Module):
+    """uint8 images (N, 3, size, size) in, class probabilities out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images.float() - self.mean) / self.std).softmax(1)
+
+
+def to_onnx(model: nn.Module, size: int, path: str | Path) -> Exported:
+    """Write the model, wrapped as Exported, to `path`; returns the wrapper (in eval mode)."""
+    wrapper = Exported(model).eval()
+    example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["probabilities"],
+        dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+    )
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    return wrapper
+
+
+def check_onnx(path: str | Path, wrapper: Exported, images: torch.Tensor) -> float:
+    """The largest difference between ONNX Runtime's and torch's probabilities on `images`."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"images": images.numpy()})[0]
+    with torch.no_grad():
+        expected = wrapper(images).numpy()
+    difference = float(np.abs(exported - expected).max())
+    if difference > TOLERANCE:
+        raise ExportError(
+            f"ONNX Runtime's probabilities differ from torch's by {difference:.2e} "
+            f"(allowed: {TOLERANCE:.0e}); the exported model is not the trained one"
+        )
+    return difference
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_model(job, chosen: ChosenModel, outputs) -> None:
+    """Export the chosen stage as ONNX, check it with ONNX Runtime, write model.json."""
+    job.setup()
+    model = job.build(str(chosen.weights)).eval()
+    size = job.model.image_size
+    wrapper = to_onnx(model, size, outputs.model)
+    valid = read_split(job.split).query("is_valid").head(CHECK_IMAGES)
+    images = load_images(valid["path"].tolist(), functools.partial(prepare_file, size=size),
+                         job.threads)  # fmt: skip
+    difference = check_onnx(outputs.model, wrapper, torch.stack(images))
+    log.info("ONNX Runtime matches torch within %.1e on %d validation images", difference,
+             len(images))  # fmt: skip
+    meta = {
+        "format": "onnx",
+        "file": Path(outputs.model).name,
+        "input": {
+            "name": "images",
+            "dtype": "uint8",
+            "shape": ["batch", 3, size, size],
+            "layout": "RGB, channels first, 0-255",
+        },  # fmt: skip
+        "output": {"name": "probabilities", "shape": ["batch", len(job.classes)]},
+        "classes": job.classes,
+        "image_size": size,
+        "preprocess": PREPARE,
+        "normalisation": {
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+            "applied": "inside the model, to pixels / 255",
+        },  # fmt: skip
+        "arch": chosen.meta["arch"],
+        "stage": chosen.stage,
+        "stage_reason": chosen.reason,
+        "metrics": chosen.meta["metrics"],
+        "split_sha256": file_sha256(job.split),
+        "versions": {
+            "python": platform.python_version(),
+            **{package: version(package) for package in PACKAGES},
+        },  # fmt: skip
+    }
+    write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")

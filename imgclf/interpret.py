@@ -1,0 +1,170 @@
+"""interpret: where the model goes wrong (fastai's ClassificationInterpretation), as files."""
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from .data import Collate, load_images, prepare_file, read_split
+from .files import write_csv, write_text
+from .plots import plot_confusion_matrix, plot_image_grid
+from .train import autocast
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["id", "path", "label", "is_valid", "predicted", "loss", "probability"]
+
+
+@dataclass
+class Settings:
+    """The `interpret` section of config.yaml."""
+
+    min_val: int
+    top_losses: int
+    review: int
+
+
+@dataclass
+class ChosenModel:
+    """The trained stage that interpret, export and predict use, and why."""
+
+    stage: str
+    folder: Path
+    meta: dict
+    reason: str
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / "model.safetensors"
+
+
+def choose_model(choice: str, files: list[str]) -> ChosenModel:
+    """The stage named by `final_model` (stage1, stage2), or `best`: the lower validation loss.
+
+    `files` are the model.json and model.safetensors of the stages that the choice needs: one
+    stage, or both for `best`.
+    """
+    metas = {}
+    for path in map(Path, files):
+        if path.name == "model.json":
+            meta = json.loads(path.read_text())
+            metas[meta["stage"]] = (path.parent, meta)
+    if choice != "best":
+        folder, meta = metas[choice]
+        return ChosenModel(choice, folder, meta, f"final_model is {choice}")
+    losses = {stage: meta["metrics"]["valid_loss"] for stage, (_, meta) in sorted(metas.items())}
+    stage = min(losses, key=losses.get)  # on a tie, stage 1: the model that changed less
+    compared = ", ".join(f"{name} {loss:.4f}" for name, loss in losses.items())
+    reason = f"final_model is best: {stage} has the lower validation loss ({compared})"
+    return ChosenModel(stage, *metas[stage], reason)
+
+
+@torch.no_grad()
+def log_probabilities(
+    model: torch.nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
+) -> np.ndarray:
+    """The model's log-probabilities (images x classes) for prepared uint8 images."""
+    model.eval().to(device)
+    collate, parts = Collate(), []
+    for start in range(0, len(images), batch_size):
+        batch, _ = collate([(image, 0) for image in images[start : start + batch_size]])
+        with autocast(device):
+            logits = model(batch.to(device))
+        parts.append(logits.float().log_softmax(1).cpu())
+    return torch.cat(parts).numpy()
+
+
+def prediction_table(
+    split: pd.DataFrame, log_probs: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
+    """Per image: its label, the predicted class, the loss and the predicted class's probability."""
+    actual = split["label"].map({label: index for index, label in enumerate(classes)}).to_numpy()
+    predicted = log_probs.argmax(1)
+    rows = np.arange(len(split))
+    return split.assign(
+        predicted=[classes[index] for index in predicted],
+        loss=-log_probs[rows, actual],
+        probability=np.exp(log_probs[rows, predicted]),
+    )[PREDICTION_COLUMNS]
+
+
+def confusion(valid: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Counts of actual (rows) against predicted (columns) classes."""
+    counts = confusion_matrix(valid["label"], valid["predicted"], labels=classes)
+    return pd.DataFrame(counts, index=pd.Index(classes, name="actual"), columns=classes)
+
+
+def most_confused(matrix: pd.DataFrame, min_val: int) -> pd.DataFrame:
+    """Pairs (actual, predicted) of different classes seen at least min_val times, most first."""
+    pairs = matrix.stack().rename("count").reset_index()
+    pairs.columns = ["actual", "predicted", "count"]
+    pairs = pairs[(pairs["actual"] != pairs["predicted"]) & (pairs["count"] >= min_val)]
+    return pairs.sort_values(["count", "actual", "predicted"], ascending=[False, True, True])
+
+
+def class_report(valid: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and the number of validation images, per class."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        valid["label"], valid["predicted"], labels=classes, zero_division=0
+    )
+    return pd.DataFrame(
+        {"class": classes, "precision": precision, "recall": recall, "f1": f1, "images": support}
+    )
+
+
+def review_table(predictions: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The `rows` images of highest loss over train and valid, with an empty decision column."""
+    worst = predictions.sort_values(["loss", "id"], ascending=[False, True]).head(rows)
+    return worst.assign(decision="")
+
+
+def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
+    """Predict every image of the split with the chosen model; write the diagnosis."""
+    device = job.setup()
+    log.info("interpreting %s: %s", chosen.stage, chosen.reason)
+    split = read_split(job.split)
+    size = job.model.image_size
+    images = load_images(split["path"].tolist(), functools.partial(prepare_file, size=size),
+                         job.threads)  # fmt: skip
+    model = job.build(str(chosen.weights))
+    log_probs = log_probabilities(model, images, job.model.batch_size * 2, device)
+    predictions = prediction_table(split, log_probs, job.classes)
+    valid = predictions[predictions["is_valid"]]
+
+    matrix = confusion(valid, job.classes)
+    write_csv(outputs.confusion_csv, matrix.reset_index())
+    plot_confusion_matrix(matrix, outputs.confusion_png, f"confusion matrix ({chosen.stage})")
+    write_csv(outputs.most_confused, most_confused(matrix, settings.min_val))
+    report = class_report(valid, job.classes)
+    write_csv(outputs.per_class, report)
+    accuracy = float((valid["label"] == valid["predicted"]).mean())
+    metrics = {
+        "stage": chosen.stage,
+        "reason": chosen.reason,
+        "valid_images": len(valid),
+        "valid_loss": float(valid["loss"].mean()),
+        "accuracy": accuracy,
+        "error_rate": 1 - accuracy,
+        "per_class": report.set_index("class").to_dict(orient="index"),
+    }
+    write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
+
+    worst = valid.sort_values(["loss", "id"], ascending=[False, True]).head(settings.top_losses)
+    plot_image_grid(
+        [images[position].permute(1, 2, 0).numpy() for position in worst.index],
+        [
+            f"{row.predicted}/{row.label}\n{row.loss:.2f} / {row.probability:.2f}"
+            for row in worst.itertuples()
+        ],  # fmt: skip
+        outputs.top_losses,
+        "prediction/actual, loss / probability of the prediction",
+    )
+    write_csv(outputs.review, review_table(predictions, settings.review))
+    log.info("%s: validation error rate %.4f over %d images", chosen.stage, 1 - accuracy,
+             len(valid))  # fmt: skip

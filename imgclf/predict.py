@@ -1,0 +1,132 @@
+"""Classify images with an exported model (ONNX Runtime and Pillow; no torch, no pickle).
+
+    python -m imgclf.predict results/export IMAGE_OR_FOLDER... [--output predictions.csv]
+
+prints or writes a CSV: one row per file with the label, its index, its probability and the
+probability of every class; a file that is not an image gets its error instead.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from .files import write_csv
+from .preprocess import square
+
+BATCH_SIZE = 32
+
+
+@dataclass
+class Prediction:
+    """fastai's learn.predict: the label, its index, and the probability of every class."""
+
+    label: str
+    index: int
+    probabilities: dict[str, float]
+
+
+class Predictor:
+    """An exported model folder (model.json beside model.onnx), ready to classify images."""
+
+    def __init__(self, folder: str | Path, threads: int = 0):
+        folder = Path(folder)
+        self.meta = json.loads((folder / "model.json").read_text())
+        self.classes = self.meta["classes"]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice, one per core
+        self.session = onnxruntime.InferenceSession(
+            str(folder / self.meta["file"]), options, providers=["CPUExecutionProvider"]
+        )
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """The model's input for one image: uint8 (3, size, size), as model.json describes."""
+        return np.asarray(square(image, self.meta["image_size"])).transpose(2, 0, 1)
+
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        batch = np.stack([self.pixels(image) for image in images])
+        return self.session.run(None, {self.meta["input"]["name"]: batch})[0]
+
+    def predict(self, image: str | Path | Image.Image) -> Prediction:
+        if not isinstance(image, Image.Image):
+            with Image.open(image) as opened:
+                return self.predict(opened.convert("RGB"))
+        return self.as_prediction(self.probabilities([image])[0])
+
+    def as_prediction(self, probabilities: np.ndarray) -> Prediction:
+        index = int(probabilities.argmax())
+        by_class = dict(zip(self.classes, probabilities.tolist(), strict=True))
+        return Prediction(self.classes[index], index, by_class)
+
+    def predict_files(self, paths: list[str], batch_size: int = BATCH_SIZE) -> pd.DataFrame:
+        """One row per path: label, index, probability and every class's probability, or the
+        reason it could not be read (error)."""
+        rows = []
+        for start in range(0, len(paths), batch_size):
+            images, readable = [], []
+            for path in paths[start : start + batch_size]:
+                try:
+                    with Image.open(path) as image:
+                        images.append(image.convert("RGB"))
+                    readable.append({"path": path, "error": ""})
+                except (UnidentifiedImageError, OSError) as error:
+                    rows.append({"path": path, "error": f"not an image: {error}"})
+            if images:
+                for row, probabilities in zip(readable, self.probabilities(images), strict=True):
+                    prediction = self.as_prediction(probabilities)
+                    row.update(label=prediction.label, index=prediction.index,
+                               probability=prediction.probabilities[prediction.label],
+                               **prediction.probabilities)  # fmt: skip
+                    rows.append(row)
+        columns = ["path", "label", "index", "probability", *self.classes, "error"]
+        table = pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
+        order = {path: position for position, path in enumerate(paths)}
+        return table.sort_values("path", key=lambda column: column.map(order), ignore_index=True)
+
+
+def files_in(paths: list[str]) -> list[str]:
+    """The files named, and those under the folders named (sorted, hidden ones left out)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = [file for file in path.rglob("*") if file.is_file()]
+            hidden = [any(part.startswith(".") for part in file.relative_to(path).parts)
+                      for file in files]  # fmt: skip
+            found += sorted(str(file) for file, skip in zip(files, hidden, strict=True) if not skip)
+        else:
+            found.append(str(path))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m imgclf.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="the exported model's folder (results/export)")
+    parser.add_argument("images", nargs="+", help="image files or folders of them")
+    parser.add_argument("--output", help="CSV file to write (default: standard output)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: auto)")
+    args = parser.parse_args(argv)
+    if not (Path(args.model) / "model.json").is_file():
+        parser.error(f"{args.model} has no model.json: give the folder that export wrote")
+    missing = [path for path in args.images if not Path(path).exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    table = Predictor(args.model, args.threads).predict_files(files_in(args.images))
+    if args.output:
+        write_csv(args.output, table)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Units of interpret: which stage goes forward, and the tables of the diagnosis."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imgclf.interpret import (
+    choose_model,
+    class_report,
+    confusion,
+    most_confused,
+    prediction_table,
+    review_table,
+)
+
+CLASSES = ["ant", "bee", "wasp"]
+
+
+def write_stages(tmp_path, stage1_loss, stage2_loss) -> list[str]:
+    files = []
+    for stage, loss in [("stage1", stage1_loss), ("stage2", stage2_loss)]:
+        folder = tmp_path / stage
+        folder.mkdir()
+        meta = {"stage": stage, "metrics": {"valid_loss": loss}}
+        (folder / "model.json").write_text(json.dumps(meta))
+        files += [str(folder / "model.json"), str(folder / "model.safetensors")]
+    return files
+
+
+def test_final_model_names_a_stage_or_takes_the_lower_validation_loss(tmp_path):
+    files = write_stages(tmp_path, stage1_loss=0.30, stage2_loss=0.40)
+    assert choose_model("stage2", files[2:]).stage == "stage2"
+    chosen = choose_model("stage1", files[:2])
+    assert chosen.weights == tmp_path / "stage1/model.safetensors"
+    assert chosen.reason == "final_model is stage1"
+    best = choose_model("best", files)
+    assert best.stage == "stage1" and "stage1 0.3000, stage2 0.4000" in best.reason
+
+
+def test_best_prefers_stage1_on_a_tie(tmp_path):
+    assert choose_model("best", write_stages(tmp_path, 0.25, 0.25)).stage == "stage1"
+
+
+@pytest.fixture
+def predictions():
+    split = pd.DataFrame(
+        {
+            "id": [f"{index:016x}" for index in range(6)],
+            "path": [f"images/{index}.png" for index in range(6)],
+            "label": ["ant", "ant", "bee", "bee", "wasp", "wasp"],
+            "is_valid": [True, True, True, True, True, False],
+        }
+    )
+    probabilities = np.array(
+        [
+            [0.8, 0.1, 0.1],  # right
+            [0.2, 0.7, 0.1],  # ant seen as bee
+            [0.1, 0.8, 0.1],  # right
+            [0.6, 0.3, 0.1],  # bee seen as ant
+            [0.1, 0.6, 0.3],  # wasp seen as bee
+            [0.05, 0.05, 0.9],  # right, training image
+        ]
+    )
+    return prediction_table(split, np.log(probabilities), CLASSES)
+
+
+def test_prediction_table_has_the_loss_and_the_predicted_probability(predictions):
+    assert list(predictions["predicted"]) == ["ant", "bee", "bee", "ant", "bee", "wasp"]
+    assert predictions["loss"].to_numpy() == pytest.approx(-np.log([0.8, 0.2, 0.8, 0.3, 0.3, 0.9]))
+    assert predictions["probability"].to_numpy() == pytest.approx([0.8, 0.7, 0.8, 0.6, 0.6, 0.9])
+
+
+def test_confusion_matrix_and_most_confused_count_validation_images(predictions):
+    valid = predictions[predictions["is_valid"]]
+    matrix = confusion(valid, CLASSES)
+    assert matrix.loc["ant"].tolist() == [1, 1, 0]
+    assert matrix.loc["bee"].tolist() == [1, 1, 0]
+    assert matrix.loc["wasp"].tolist() == [0, 1, 0]
+    pairs = most_confused(matrix, min_val=1)
+    assert pairs.values.tolist() == [["ant", "bee", 1], ["bee", "ant", 1], ["wasp", "bee", 1]]
+    assert most_confused(matrix, min_val=2).empty
+
+
+def test_class_report_gives_precision_recall_and_f1(predictions):
+    report = class_report(predictions[predictions["is_valid"]], CLASSES).set_index("class")
+    assert report.loc["bee", "precision"] == pytest.approx(1 / 3)
+    assert report.loc["bee", "recall"] == pytest.approx(1 / 2)
+    assert report.loc["wasp"].tolist() == [0, 0, 0, 1]  # never predicted: 0, not an error
+
+
+def test_review_lists_the_highest_losses_over_train_and_valid(predictions):
+    review = review_table(predictions, rows=3)
+    assert review["loss"].is_monotonic_decreasing and len(review) == 3
+    assert set(review["decision"]) == {""}
+    assert review["id"].iloc[0] == predictions["id"][1]  # probability 0.2 of its label
