@@ -152,7 +152,7 @@ def summarise(manifest: pd.DataFrame, rejected: pd.DataFrame, classes: list[str]
         {
             "class": classes,
             "kept": manifest["label"].value_counts().reindex(classes, fill_value=0).to_numpy(),
-            "rejected": by_reason.sum(axis=1).to_numpy(),
+            "rejected": by_reason.sum(axis=1).astype(int).to_numpy(),
             **{reason: by_reason[reason].to_numpy() for reason in by_reason.columns},
         }
     )

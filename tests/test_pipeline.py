@@ -148,6 +148,7 @@ def test_interpret_writes_the_diagnosis(trained):
             assert image.format == "PNG"
     summary = read_csv(trained / "results/verify/summary.csv")
     assert list(summary["class"]) == CLASSES and set(summary["kept"]) == {"12"}
+    assert set(summary["rejected"]) == {"0"}
     assert "model:\nClassifier(" in (trained / "logs/train_stage1/train_stage1.log").read_text()
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from imgclf.verify import Rejected, normalise_image, to_rgb, verify_downloads
+from imgclf.verify import Rejected, normalise_image, summarise, to_rgb, verify_downloads
 
 from . import images
 
@@ -110,3 +110,22 @@ def test_verify_downloads_sorts_images_into_manifest_and_rejected(tmp_path, veri
     assert reasons[("u/none-2", "cat")] == reasons[("u/none-3", "dog")]
     assert reasons[("u/broken", "cat")].startswith("cannot decode")
     assert len(rejected) == 7  # a row per URL: 404, 2 shared, 3 placeholder, broken
+
+
+def test_summary_counts_kept_and_rejected_images_by_kind_of_reason():
+    manifest = pd.DataFrame({"label": ["ants", "ants", "bees"]})
+    rejected = pd.DataFrame(
+        {
+            "label": ["ants", "bees", "bees"],
+            "reason": [
+                "http_error: 404 Not Found",
+                "http_error: 500 Server Error",
+                "placeholder: the same content came from 3 URLs",
+            ],
+        }
+    )
+    summary = summarise(manifest, rejected, ["ants", "bees", "wasps"]).set_index("class")
+    assert summary.loc["ants"].tolist() == [2, 1, 1, 0]
+    assert summary.loc["bees"].tolist() == [1, 2, 1, 1]
+    assert summary.loc["wasps"].tolist() == [0, 0, 0, 0]
+    assert list(summary.columns) == ["kept", "rejected", "http_error", "placeholder"]
