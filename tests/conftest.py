@@ -4,6 +4,8 @@ from imgclf.download import Settings as DownloadSettings
 from imgclf.verify import Settings as VerifySettings
 
 from .http_server import ImageServer
+from .tiny_pipeline import tiny_config, write_photos
+from .workflow import snakemake, write_config
 
 
 @pytest.fixture
@@ -22,3 +24,13 @@ def download_settings():
 @pytest.fixture
 def verify_settings():
     return VerifySettings(max_size=40, min_size=16, max_pixels=1_000_000, placeholder_urls=3)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """The tiny pipeline run locally, once for the session; tests that change it restore it."""
+    workdir = tmp_path_factory.mktemp("trained")
+    write_photos(workdir)
+    write_config(workdir, tiny_config())
+    snakemake(workdir, "--cores", "2")
+    return workdir

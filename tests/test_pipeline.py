@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,53 +19,8 @@ from imgclf.interpret import PREDICTION_COLUMNS
 from imgclf.models import build_model
 from imgclf.train import HISTORY_COLUMNS, load_weights
 
-from . import images
+from .tiny_pipeline import CLASSES, RESULTS, TRAINING, tiny_config, write_photos
 from .workflow import REPO, planned_rules, snakemake, write_config
-
-CLASSES = ["red", "green", "blue"]
-TRAINING = {"train_stage1", "lr_find", "finetune_stage2"}
-RESULTS = {"interpret", "export", "predict"}
-
-
-def tiny_config(**changes) -> dict:
-    config = {
-        "seed": 1,
-        "classes": {name: {"folder": f"photos/{name}"} for name in CLASSES},
-        "verify": {"max_size": 48, "min_size": 16},
-        "split": {"valid_pct": 0.25},
-        "model": {"image_size": 32, "batch_size": 8},
-        "augment": {"flip": True},
-        "train_stage1": {"epochs": 1, "max_lr": "auto"},
-        "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
-        "lr_find": {"num_iter": 10},
-        "interpret": {"review": 20, "top_losses": 4},
-        "predict": {"folder": "new_photos"},
-    }
-    return {**config, **changes}
-
-
-def write_photos(workdir):
-    for channel, name in enumerate(CLASSES):
-        folder = workdir / "photos" / name
-        folder.mkdir(parents=True)
-        for index in range(12):
-            image = images.noise((40, 40), seed=100 * channel + index)
-            tint = Image.new("RGB", image.size, tuple(255 * (c == channel) for c in range(3)))
-            Image.blend(image, tint, 0.6).save(folder / f"{index}.png")
-    new = workdir / "new_photos"
-    new.mkdir()
-    shutil.copy(workdir / "photos/red/0.png", new / "reddish.png")
-    shutil.copy(workdir / "photos/blue/1.png", new / "bluish.png")
-    (new / "notes.txt").write_text("not an image")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("trained")
-    write_photos(workdir)
-    write_config(workdir, tiny_config())
-    snakemake(workdir, "--cores", "2")
-    return workdir
 
 
 def test_every_training_output_is_written(trained):
@@ -321,3 +277,12 @@ def test_the_default_config_runs_the_offline_demo(tmp_path):
     metrics = json.loads((tmp_path / "results/interpret/metrics.json").read_text())
     assert metrics["error_rate"] < 0.1 and len(metrics["per_class"]) == 10
     assert (tmp_path / "results/export/model.onnx").stat().st_size > 1_000_000
+
+
+def test_training_and_interpret_jobs_ask_for_the_configured_gpus(tmp_path):
+    write_photos(tmp_path)
+    write_config(tmp_path, tiny_config(gpu=1, gpu_model="a100"))
+    plan = snakemake(tmp_path, "-n").stdout
+    jobs = re.findall(r"^rule (\w+):.*?^\s+resources: (.*?)$", plan, re.MULTILINE | re.DOTALL)
+    asking = {rule for rule, resources in jobs if "gpu=1, gpu_model=a100" in resources}
+    assert asking == {"lr_find", "train_stage1", "finetune_stage2", "interpret"}

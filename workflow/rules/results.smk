@@ -44,6 +44,7 @@ rule interpret:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
         gpu=lookup(dpath="gpu", within=config),
+        gpu_model=lookup(dpath="gpu_model", within=config),
     params:
         job=training_job,
         final_model=lookup(dpath="final_model", within=config),

@@ -32,6 +32,7 @@ rule lr_find:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
         gpu=lookup(dpath="gpu", within=config),
+        gpu_model=lookup(dpath="gpu_model", within=config),
     params:
         job=training_job,
         settings=lookup(dpath="lr_find", within=config),
@@ -79,6 +80,7 @@ rule train_stage1:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=lookup(dpath="gpu", within=config),
+        gpu_model=lookup(dpath="gpu_model", within=config),
     params:
         job=training_job,
         settings=lookup(dpath="train_stage1", within=config),
@@ -121,6 +123,7 @@ rule finetune_stage2:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=lookup(dpath="gpu", within=config),
+        gpu_model=lookup(dpath="gpu_model", within=config),
     params:
         job=training_job,
         settings=lookup(dpath="finetune_stage2", within=config),

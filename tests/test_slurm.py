@@ -1,0 +1,108 @@
+"""The whole workflow on a real single-node Slurm cluster (.ci/slurm-cluster), as on a site.
+
+Skipped, with the reason, only where Slurm's daemons are not installed or cannot be started
+(they need root); `.ci/run` installs and starts them.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imgclf.files import read_csv
+
+from .tiny_pipeline import tiny_config, write_photos
+from .workflow import REPO, snakemake, write_config
+
+CLUSTER = REPO / ".ci/slurm-cluster"
+SLURM_DIR = os.environ.get("IMGCLF_SLURM_DIR", "/tmp/imgclf-slurm")
+# Fast status checks for a test; squeue because this cluster has no accounting database.
+SLURM_RUN = (
+    "--workflow-profile", str(REPO / "profiles/slurm"),
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+    "--max-threads", "2",  # the node has two CPUs; a job asking for more would wait forever
+)  # fmt: skip
+LOCAL_RULES = {"fetch_urls", "download", "all"}
+pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        pytest.skip("Slurm is not installed here: `.ci/slurm-cluster install` installs it")
+    if os.geteuid() != 0:
+        pytest.skip("starting munged and slurmd needs root")
+    started = subprocess.run([CLUSTER, "start"], capture_output=True, text=True, check=True)
+    yield
+    if "already running" not in started.stdout:
+        subprocess.run([CLUSTER, "stop"], check=True)
+
+
+def finished_jobs(workdir) -> dict[str, str]:
+    """Slurm's own record (jobcomp.log) of the jobs that ran in `workdir`: id -> state."""
+    jobs = {}
+    for line in Path(SLURM_DIR, "jobcomp.log").read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == str(workdir):
+            jobs[fields["JobId"]] = fields["JobState"]
+    return jobs
+
+
+def slurm_logs(workdir) -> dict[str, set[str]]:
+    """The plugin's log folders: rule (or group) name -> the Slurm job ids that ran it."""
+    logs = {}
+    for log in (workdir / ".snakemake/slurm_logs").rglob("*.log"):
+        name = log.relative_to(workdir / ".snakemake/slurm_logs").parts[0]
+        logs.setdefault(re.sub(r"^(rule|group)_", "", name), set()).add(log.stem)
+    return logs
+
+
+@pytest.fixture(scope="module")
+def on_slurm(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm")
+    write_photos(workdir)
+    write_config(workdir, tiny_config())
+    snakemake(workdir, *SLURM_RUN)
+    return workdir
+
+
+def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
+    logs = slurm_logs(on_slurm)
+    assert set(logs) == {"verify", "split", "lr_find", "train_stage1", "finetune_stage2",
+                         "interpret", "deliver_export_predict"}  # fmt: skip
+    assert len(logs["lr_find"]) == 2  # one job per stage
+    jobs = finished_jobs(on_slurm)
+    ran = set().union(*logs.values())
+    assert ran <= set(jobs) and {jobs[job] for job in ran} == {"COMPLETED"}
+    assert not LOCAL_RULES & set(logs)
+    for output in ["results/interpret/metrics.json", "results/export/model.onnx",
+                   "results/predict/predictions.csv"]:  # fmt: skip
+        assert (on_slurm / output).stat().st_size > 0
+
+
+def test_the_outputs_equal_those_of_a_local_run(on_slurm, trained):
+    for table in ["results/split/split.csv", "results/interpret/confusion_matrix.csv"]:
+        pd.testing.assert_frame_equal(read_csv(on_slurm / table), read_csv(trained / table))
+    for stage in ["stage1", "stage2"]:
+        history = f"results/train/{stage}/history.csv"
+        columns = ["train_loss", "valid_loss", "error_rate"]
+        pd.testing.assert_frame_equal(
+            pd.read_csv(on_slurm / history)[columns], pd.read_csv(trained / history)[columns]
+        )
+
+
+def test_a_failing_job_is_reported_and_the_run_fails(cluster, tmp_path):
+    write_photos(tmp_path)
+    write_config(tmp_path, tiny_config(train_stage1={"epochs": 1, "max_lr": 1.0e30}))
+    result = snakemake(tmp_path, *SLURM_RUN, "--retries", "0", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Error in rule train_stage1" in output and "stage1: the loss became" in output
+    failed = slurm_logs(tmp_path)["train_stage1"]
+    assert {finished_jobs(tmp_path)[job] for job in failed} == {"FAILED"}
