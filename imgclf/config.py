@@ -1,14 +1,27 @@
-"""Checks on config.yaml that its JSON schema cannot express: run when the workflow starts."""
+"""The config: read as the workflow reads it, and the checks its JSON schema cannot express."""
 
 import re
 from pathlib import Path
 
+import yaml
+
 from .demo import DEMO_SETS
 from .sources import SOURCE_KINDS, is_url
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 
 class ConfigError(ValueError):
     pass
+
+
+def read_config(path: str | Path) -> dict:
+    """A config file as the workflow sees it: validated, with the schema's defaults filled in."""
+    from snakemake.utils import validate  # slow to import; only the commands need it
+
+    config = yaml.safe_load(Path(path).read_text())
+    validate(config, str(SCHEMA))
+    return config
 
 
 def check_class_source(name: str, source: dict) -> list[str]:

@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
-from snakemake.utils import validate
 
+from .config import read_config
 from .files import read_csv, write_csv
 from .split import DROP, LabelsError, apply_labels
 
 KEEP = "keep"
 REVIEW = "results/interpret/review.csv"
 MANIFEST = "results/verify/manifest.csv"
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 
 class ReviewError(ValueError):
@@ -82,17 +80,24 @@ def updated_labels(
     return labels, Outcome(len(changes) - dropped, dropped, len(decisions) - len(changes))
 
 
-def apply_review(review: str, labels_path: str, manifest: str, classes: list[str]) -> Outcome:
-    """Write the review's decisions into the labels file; nothing is written on an error."""
-    decisions = read_decisions(read_csv(review), classes)
-    images = read_csv(manifest)
+def write_decisions(
+    labels_path: str | Path, manifest: pd.DataFrame, decisions: dict[str, str], classes: list[str]
+) -> Outcome:
+    """Put decisions (id -> class or drop) into the labels file; nothing is written on an
+    error, nor when nothing changes."""
     exists = Path(labels_path).exists()
     labels = read_csv(labels_path) if exists else pd.DataFrame({"id": [], "label": []}, dtype=str)
-    new_labels, outcome = updated_labels(labels, images, decisions)
-    apply_labels(images, new_labels, classes)  # the checks split makes, before writing
+    new_labels, outcome = updated_labels(labels, manifest, decisions)
+    apply_labels(manifest, new_labels, classes)  # the checks split makes, before writing
     if outcome.relabelled or outcome.dropped:
         write_csv(labels_path, new_labels)
     return outcome
+
+
+def apply_review(review: str, labels_path: str, manifest: str, classes: list[str]) -> Outcome:
+    """Write the review's decisions into the labels file; nothing is written on an error."""
+    decisions = read_decisions(read_csv(review), classes)
+    return write_decisions(labels_path, read_csv(manifest), decisions, classes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.review, args.config, args.manifest):
         if not Path(path).is_file():
             parser.error(f"{path} does not exist")
-    config = yaml.safe_load(Path(args.config).read_text())
-    validate(config, str(SCHEMA))  # as the workflow does: fills in defaults, such as `labels`
+    config = read_config(args.config)
     labels_path = config["labels"]
     try:
         outcome = apply_review(args.review, labels_path, args.manifest, list(config["classes"]))

@@ -1,0 +1,112 @@
+"""The label cleaner: its server, and its page in a real headless Chromium."""
+
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from imgclf.cleaner import make_server
+from imgclf.config import read_config
+from imgclf.files import read_csv
+
+from .tiny_pipeline import CLASSES, RESULTS, TRAINING
+from .workflow import planned_rules
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps calling Google, which is refused here.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def cleaner(trained):
+    server = make_server(trained, read_config(trained / "config.yaml"), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    (trained / "labels.csv").unlink(missing_ok=True)
+
+
+def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwards(
+    cleaner, trained
+):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    review = read_csv(trained / "results/interpret/review.csv")
+    first, second = review.iloc[0], review.iloc[1]
+    new_label = next(label for label in CLASSES if label != first["label"])
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(cleaner)
+        expect = sync_api.expect
+        expect(page.locator("#image-id")).to_have_text(first["id"])  # the highest loss first
+        page.wait_for_function("document.getElementById('photo').naturalWidth > 0")
+        page.keyboard.press(str(CLASSES.index(new_label) + 1))
+        expect(page.locator("#image-id")).to_have_text(second["id"])  # on to the next
+        page.keyboard.press("d")
+        expect(page.locator("#status")).to_contain_text(f"{second['id']}: drop (saved)")
+        page.reload()
+        expect(page.locator("#image-id")).to_have_text(first["id"])
+        expect(page.locator("#decision")).to_have_text(f"relabel to {new_label}")
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#decision")).to_have_text("drop")
+        expect(page.locator("#rerun")).to_contain_text("snakemake --cores 4")
+        browser.close()
+    labels = read_csv(trained / "labels.csv")
+    assert dict(zip(labels["id"], labels["label"], strict=True)) == {
+        first["id"]: new_label,
+        second["id"]: "drop",
+    }
+    assert planned_rules(trained) == {"split"} | TRAINING | RESULTS
+
+
+def test_only_images_of_the_manifest_are_served(cleaner, trained):
+    manifest = read_csv(trained / "results/verify/manifest.csv")
+    image = requests.get(f"{cleaner}/image/{manifest['id'][0]}", timeout=5)
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    assert image.content == (trained / manifest["path"][0]).read_bytes()
+    for path in ["/image/ffffffffffffffff", "/image/../config.yaml", "/config.yaml",
+                 "/results/verify/manifest.csv", "/image/" + manifest["path"][0],
+                 "/..%2fconfig.yaml"]:  # fmt: skip
+        refused = requests.get(cleaner + path, timeout=5)
+        assert refused.status_code == 404, path
+    assert requests.put(f"{cleaner}/api/decision", timeout=5).status_code == 405
+
+
+def post(url: str, body, **headers) -> requests.Response:
+    return requests.post(f"{url}/api/decision", json=body, headers=headers, timeout=5)
+
+
+def test_bad_decisions_are_refused_and_the_labels_file_untouched(cleaner, trained):
+    image_id = read_csv(trained / "results/verify/manifest.csv")["id"][0]
+    refusals = [
+        (post(cleaner, {"id": image_id, "decision": "purple"}), 400, "a decision is a class"),
+        (post(cleaner, {"id": "ffffffffffffffff", "decision": "red"}), 400, "not an image"),
+        (post(cleaner, {"id": image_id, "decision": "red", "path": "/etc"}), 400, "send {"),
+        (post(cleaner, [image_id, "red"]), 400, "send {"),
+        (post(cleaner, {"id": image_id, "decision": "red"}, Origin="http://evil.example"), 403,
+         "this page only"),
+        (requests.post(f"{cleaner}/api/decision", data="id=1", timeout=5), 415, "send JSON"),
+        (requests.post(f"{cleaner}/api/decision", json={"x": "y" * 5000}, timeout=5), 413,
+         "too large"),
+    ]  # fmt: skip
+    for response, status, message in refusals:
+        assert response.status_code == status and message in response.json()["error"]
+    assert not (trained / "labels.csv").exists()
+
+
+def test_keep_undoes_a_relabel(cleaner, trained):
+    manifest = read_csv(trained / "results/verify/manifest.csv")
+    image_id, original = manifest["id"][0], manifest["label"][0]
+    other = next(label for label in CLASSES if label != original)
+    assert post(cleaner, {"id": image_id, "decision": other}).json()["label"] == other
+    assert post(cleaner, {"id": image_id, "decision": "keep"}).json()["label"] == original
+    assert read_csv(trained / "labels.csv").values.tolist() == [[image_id, original]]
+    state = requests.get(f"{cleaner}/api/images", timeout=5).json()
+    assert [image["decision"] for image in state["images"] if image["id"] == image_id] == [original]
