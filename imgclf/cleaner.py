@@ -21,7 +21,15 @@ from pathlib import Path
 
 from .config import read_config
 from .files import read_csv
-from .review import KEEP, MANIFEST, REVIEW, ReviewError, write_decisions
+from .review import (
+    KEEP,
+    MANIFEST,
+    REVIEW,
+    ReviewError,
+    label_overrides,
+    read_labels,
+    write_decisions,
+)
 from .split import DROP, LabelsError
 
 SPLIT = "results/split/split.csv"
@@ -49,10 +57,7 @@ class Cleaner:
         """Every image of the manifest, the review's (highest loss first) before the others."""
         review = read_csv(self.folder / REVIEW).set_index("id")
         split = read_csv(self.folder / SPLIT).set_index("id")
-        labels = {}
-        if self.labels_path.exists():
-            table = read_csv(self.labels_path)
-            labels = dict(zip(table["id"].str.strip(), table["label"].str.strip(), strict=True))
+        labels = label_overrides(read_labels(self.labels_path))
         order = {image_id: rank for rank, image_id in enumerate(review.index)}
         rows = []
         for image in self.manifest.itertuples():

@@ -118,10 +118,14 @@ def class_report(valid: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     )
 
 
+def highest_losses(predictions: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The `rows` images of highest loss, ties in id order."""
+    return predictions.sort_values(["loss", "id"], ascending=[False, True]).head(rows)
+
+
 def review_table(predictions: pd.DataFrame, rows: int) -> pd.DataFrame:
     """The `rows` images of highest loss over train and valid, with an empty decision column."""
-    worst = predictions.sort_values(["loss", "id"], ascending=[False, True]).head(rows)
-    return worst.assign(decision="")
+    return highest_losses(predictions, rows).assign(decision="")
 
 
 def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
@@ -155,7 +159,7 @@ def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
     }
     write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
 
-    worst = valid.sort_values(["loss", "id"], ascending=[False, True]).head(settings.top_losses)
+    worst = highest_losses(valid, settings.top_losses)
     plot_image_grid(
         [images[position].permute(1, 2, 0).numpy() for position in worst.index],
         [

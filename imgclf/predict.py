@@ -71,23 +71,22 @@ class Predictor:
         for start in range(0, len(paths), batch_size):
             images, readable = [], []
             for path in paths[start : start + batch_size]:
+                row = {"path": path, "error": ""}
+                rows.append(row)  # in the order given; filled in below once its batch is run
                 try:
                     with Image.open(path) as image:
                         images.append(image.convert("RGB"))
-                    readable.append({"path": path, "error": ""})
+                    readable.append(row)
                 except (UnidentifiedImageError, OSError) as error:
-                    rows.append({"path": path, "error": f"not an image: {error}"})
+                    row["error"] = f"not an image: {error}"
             if images:
                 for row, probabilities in zip(readable, self.probabilities(images), strict=True):
                     prediction = self.as_prediction(probabilities)
                     row.update(label=prediction.label, index=prediction.index,
                                probability=prediction.probabilities[prediction.label],
                                **prediction.probabilities)  # fmt: skip
-                    rows.append(row)
         columns = ["path", "label", "index", "probability", *self.classes, "error"]
-        table = pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
-        order = {path: position for position, path in enumerate(paths)}
-        return table.sort_values("path", key=lambda column: column.map(order), ignore_index=True)
+        return pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
 
 
 def files_in(paths: list[str]) -> list[str]:

@@ -53,6 +53,18 @@ def read_decisions(review: pd.DataFrame, classes: list[str]) -> dict[str, str]:
     return dict(zip(wanted["id"], wanted["decision"], strict=True))
 
 
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """The labels file, or an empty table when it does not exist yet."""
+    if Path(path).exists():
+        return read_csv(path)
+    return pd.DataFrame({"id": [], "label": []}, dtype=str)
+
+
+def label_overrides(labels: pd.DataFrame) -> dict[str, str]:
+    """id -> label of the labels table, as split reads it."""
+    return dict(zip(labels["id"].str.strip(), labels["label"].str.strip(), strict=True))
+
+
 def updated_labels(
     labels: pd.DataFrame, manifest: pd.DataFrame, decisions: dict[str, str]
 ) -> tuple[pd.DataFrame, Outcome]:
@@ -64,7 +76,7 @@ def updated_labels(
             f"{len(unknown)} id(s) of the review are not in the manifest: {', '.join(unknown[:10])}"
         )
     current = dict(zip(manifest["id"], manifest["label"], strict=True))
-    current.update(zip(labels["id"].str.strip(), labels["label"].str.strip(), strict=True))
+    current.update(label_overrides(labels))
     changes = {
         image_id: decision
         for image_id, decision in decisions.items()
@@ -85,8 +97,7 @@ def write_decisions(
 ) -> Outcome:
     """Put decisions (id -> class or drop) into the labels file; nothing is written on an
     error, nor when nothing changes."""
-    exists = Path(labels_path).exists()
-    labels = read_csv(labels_path) if exists else pd.DataFrame({"id": [], "label": []}, dtype=str)
+    labels = read_labels(labels_path)
     new_labels, outcome = updated_labels(labels, manifest, decisions)
     apply_labels(manifest, new_labels, classes)  # the checks split makes, before writing
     if outcome.relabelled or outcome.dropped:
