@@ -38,6 +38,7 @@ class ChosenModel:
     folder: Path
     meta: dict
     reason: str
+    versus_stage1: dict | None = None  # when stage 2 was trained: see stages.versus_stage1
 
     @property
     def weights(self) -> Path:
@@ -55,14 +56,15 @@ def choose_model(choice: str, files: list[str]) -> ChosenModel:
         if path.name == "model.json":
             meta = json.loads(path.read_text())
             metas[meta["stage"]] = (path.parent, meta)
+    versus_stage1 = metas["stage2"][1].get("versus_stage1") if "stage2" in metas else None
     if choice != "best":
         folder, meta = metas[choice]
-        return ChosenModel(choice, folder, meta, f"final_model is {choice}")
+        return ChosenModel(choice, folder, meta, f"final_model is {choice}", versus_stage1)
     losses = {stage: meta["metrics"]["valid_loss"] for stage, (_, meta) in sorted(metas.items())}
     stage = min(losses, key=losses.get)  # on a tie, stage 1: the model that changed less
     compared = ", ".join(f"{name} {loss:.4f}" for name, loss in losses.items())
     reason = f"final_model is best: {stage} has the lower validation loss ({compared})"
-    return ChosenModel(stage, *metas[stage], reason)
+    return ChosenModel(stage, *metas[stage], reason, versus_stage1)
 
 
 @torch.no_grad()
@@ -156,6 +158,7 @@ def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
         "accuracy": accuracy,
         "error_rate": 1 - accuracy,
         "per_class": report.set_index("class").to_dict(orient="index"),
+        "stage2_versus_stage1": chosen.versus_stage1,
     }
     write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
 

@@ -1,6 +1,12 @@
-"""lr_find: sweep the learning rate exponentially on a copy of the model; suggest a rate."""
+"""lr_find: sweep the learning rate exponentially on a copy of the model; choose a rate.
+
+The rate a stage trains at comes from the sweep only when the curve answers clearly and the
+answer is consistent with what is known; otherwise the seed's rate is used, and the reason is
+written beside the rate (`Choice`).
+"""
 
 import copy
+import dataclasses
 import itertools
 import logging
 import math
@@ -9,17 +15,29 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .models import Classifier
-from .train import make_optimizer, train_step
+from .train import autocast, make_optimizer, train_step
 
 log = logging.getLogger(__name__)
 
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 FALL = 5.0  # standard errors; a flat loss's best window beats its first by up to ~4 by chance
 RISE = 2.0  # the loss diverges once it is this many times its typical (median) level
+MIN_POINTS = 10  # a sweep that diverged within fewer rates (or two windows) cannot be read
+# Rates a decade, at least: the smoothed loss lags the rate by a step or two, which in a sparser
+# sweep is most of a decade (18 rates from 1e-7 to 10 put stage 1's valley at 0.04 on photos).
+MIN_PER_DECADE = 5
+# The seed's rates (fastai's lesson 1: fit_one_cycle(4, 3e-3), then slice(1e-6, 1e-4)): what a
+# stage trains at when its sweep gives no clear answer. Stage 2's is the hi of the slice.
+SEED_RATES = {"stage1": 3e-3, "stage2": 1e-4}
+# Stage 2 fine-tunes a trained body: its peak stays at most a tenth of stage 1's, as fastai's
+# lesson does with slice(lr / 100, lr / 10) from the stage-1 rate.
+STAGE2_SHARE = 0.1
 
 
 @dataclass
@@ -29,7 +47,6 @@ class Settings:
     start_lr: float
     end_lr: float
     num_iter: int
-    max_epochs: float
     suggestion: str
 
 
@@ -41,6 +58,38 @@ class Sweep:
     window: int
 
 
+class HeadOnly(nn.Module):
+    """A classifier's head over pooled body features, as the frozen-body sweep trains it."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.head]
+
+
+@torch.no_grad()
+def body_features(model: Classifier, loader: DataLoader, batches: int, device) -> list:
+    """(pooled features, targets) of up to `batches` augmented training batches, computed once.
+
+    A frozen body's output hardly changes as stage 1 trains (its batch norms keep their
+    ImageNet statistics; only their scale and shift train), so stage 1's sweep trains the head
+    alone over these features: a hundred steps of a small head instead of a hundred passes
+    through the body and back.
+    """
+    model.train()
+    features = []
+    for images, targets in itertools.islice(loader, batches):
+        with autocast(device):
+            maps = model.body(images.to(device))
+        features.append((F.adaptive_avg_pool2d(maps.float(), 1), targets.to(device)))
+    return features
+
+
 def sweep(
     model: Classifier,
     loader: DataLoader,
@@ -48,26 +97,33 @@ def sweep(
     device: torch.device,
     weight_decay: float,
     momentum: float,
+    body_frozen: bool,
 ) -> Sweep:
-    """Loss at each rate from start_lr to end_lr, on a copy: `model` itself is not changed.
+    """Loss at each of num_iter rates from start_lr to end_lr, on a copy: `model` itself is not
+    changed. The training data is cycled as often as num_iter batches need (a small data set
+    is a few batches an epoch), and the sweep stops when the loss diverges.
 
-    At most num_iter batches and at most max_epochs epochs' worth, stopping when the loss
-    diverges.
+    With `body_frozen` (stage 1), the head alone is swept over body features computed once.
     """
     work = copy.deepcopy(model).to(device)
     work.train()
+    if body_frozen:
+        batches = body_features(work, loader, settings.num_iter, device)
+        work = HeadOnly(work.head)
+    else:
+        batches = loader
     rates = [settings.start_lr] * len(work.layer_groups())
     optimizer, scaler = make_optimizer(work, rates, weight_decay, momentum, device)
-    steps = max(2, min(settings.num_iter, math.floor(settings.max_epochs * len(loader))))
+    steps = settings.num_iter
     ratio = settings.end_lr / settings.start_lr
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    cycled = itertools.chain.from_iterable(itertools.repeat(batches))
     average = MovingAverage(steps)
     rows, best = [], math.inf
-    for step, (images, targets) in zip(tqdm(range(steps), desc="lr_find"), batches, strict=False):
+    for step, (inputs, targets) in zip(tqdm(range(steps), desc="lr_find"), cycled, strict=False):
         lr = settings.start_lr * ratio ** (step / (steps - 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        value = train_step(work, optimizer, scaler, images, targets, device)
+        value = train_step(work, optimizer, scaler, inputs, targets, device)
         if not math.isfinite(value):
             break
         smoothed = average.add(value)
@@ -173,7 +229,95 @@ def minimum(result: Sweep) -> float:
 SUGGESTIONS = {"valley": valley, "steep": steep, "minimum": minimum}
 
 
+def readable(result: Sweep) -> bool:
+    """Whether the sweep has enough rates, densely enough, to tell a fall from noise."""
+    rates = result.table["lr"]
+    if len(rates) < max(MIN_POINTS, 2 * result.window):
+        return False
+    return len(rates) - 1 >= MIN_PER_DECADE * math.log10(rates.iloc[-1] / rates.iloc[0])
+
+
 def suggest(result: Sweep) -> dict[str, float]:
-    if len(result.table) < 3:
-        raise ValueError("lr_find diverged at once: lower start_lr")
+    """Every suggestion of a `readable` sweep."""
     return {name: method(result) for name, method in SUGGESTIONS.items()}
+
+
+def rises(result: Sweep) -> bool:
+    """Whether the smoothed loss passed RISE times its median: the sweep saw the divergence."""
+    smoothed = settled(result)
+    return bool(np.nanmax(smoothed) > RISE * np.nanmedian(smoothed))
+
+
+def rose_at(result: Sweep) -> float:
+    """The rate past which the loss goes up: its lowest point when it falls first, else where
+    a flat loss starts to diverge."""
+    if loss_falls(result):
+        return float(result.table["lr"].iloc[int(np.nanargmin(settled(result)))])
+    return divergence_onset(result)
+
+
+@dataclass
+class Choice:
+    """The rate a stage trains at (stage 2: its hi), and why."""
+
+    lr: float
+    reason: str
+    from_sweep: bool
+
+
+def choose(result: Sweep, suggestion: str, stage: str, stage1_lr: float | None = None) -> Choice:
+    """The sweep's `suggestion`, checked against what is known; the seed's rate otherwise.
+
+    A curve gives no clear answer when it is not `readable`, when a new head's loss (stage 1)
+    never fell, or when a flat loss never rose and nothing else bounds it. A rate is never above
+    the point where the loss rose, and stage 2's is at most STAGE2_SHARE of stage 1's (a stage-2
+    sweep ends at stage 1's rate: `up_to`). On a few hundred photos, sweeps of a handful of
+    points gave stage 1 a rate of 0.039 and stage 2 one of 0.11, and the model ended at chance.
+    """
+    seed_rate = SEED_RATES[stage]
+    if not readable(result):
+        rates = result.table["lr"]
+        swept = f" up to {rates.iloc[-1]:.3g}" if len(rates) else ""
+        return Choice(
+            seed_rate,
+            f"the sweep has {len(rates)} rates{swept}, too few to read "
+            f"(raise num_iter or lower start_lr); the seed's rate {seed_rate:g}",
+            from_sweep=False,
+        )
+    falls = loss_falls(result)
+    if stage == "stage1" and not falls:
+        return Choice(
+            seed_rate,
+            f"a new head's loss did not fall by more than its noise; the seed's rate {seed_rate:g}",
+            from_sweep=False,
+        )
+    if falls or rises(result):
+        lr = SUGGESTIONS[suggestion](result)
+        reason = f"{suggestion} of a loss that " + ("falls" if falls else "is flat, then diverges")
+        limit = rose_at(result)
+        if lr > limit:
+            lr, reason = limit, f"{reason}, lowered to {limit:.3g} where the loss rose"
+    elif stage1_lr is None:
+        return Choice(
+            seed_rate,
+            f"the loss neither fell nor diverged over the sweep; the seed's rate {seed_rate:g}",
+            from_sweep=False,
+        )
+    else:
+        lr, reason = math.inf, f"the loss stayed flat up to stage 1's peak rate ({stage1_lr:.3g})"
+    if stage1_lr is not None and lr > STAGE2_SHARE * stage1_lr:
+        lr = STAGE2_SHARE * stage1_lr
+        reason = f"{reason}, lowered to a tenth of stage 1's peak rate ({stage1_lr:.3g})"
+    return Choice(lr, reason, from_sweep=True)
+
+
+def up_to(settings: Settings, end_lr: float) -> Settings:
+    """The sweep ending at `end_lr` instead, as densely: stage 2 trains at a tenth of stage 1's
+    rate at most, so its sweep need not go past stage 1's, and a hundred steps of the whole
+    model are the dearest part of lr_find."""
+    if not settings.start_lr < end_lr < settings.end_lr:
+        return settings
+    share = math.log(end_lr / settings.start_lr) / math.log(settings.end_lr / settings.start_lr)
+    return dataclasses.replace(
+        settings, end_lr=end_lr, num_iter=max(2 * MIN_POINTS, round(settings.num_iter * share))
+    )

@@ -48,9 +48,11 @@ def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, titl
         axes.plot(lr, loss, "o", markersize=9 if used else 5,
                   label=f"{name}: {lr:.2e}" + (" (used)" if used else ""))  # fmt: skip
     smoothed = table["smoothed_loss"].to_numpy()
-    # Clip the divergent end, as fastai does, so that the useful part of the curve shows.
-    before_minimum = smoothed[: smoothed.argmin() + 1]
-    axes.set_ylim(smoothed.min() * 0.9, max(before_minimum.max() * 1.2, smoothed.min() * 1.5))
+    if len(smoothed):  # a loss that was not finite at the first rate leaves no curve
+        # Clip the divergent end, as fastai does, so that the useful part of the curve shows.
+        before_minimum = smoothed[: smoothed.argmin() + 1]
+        top = max(before_minimum.max() * 1.2, smoothed.min() * 1.5)
+        axes.set_ylim(smoothed.min() * 0.9, top)
     axes.set(xscale="log", xlabel="learning rate", ylabel="loss", title=title)
     axes.legend()
     save(figure, path)

@@ -25,6 +25,8 @@ from .train import (
 
 log = logging.getLogger(__name__)
 
+WORSE = 1.1  # stage 2 "made things worse" above this many times stage 1's validation loss
+
 
 @dataclass
 class ModelSettings:
@@ -60,9 +62,14 @@ class Job:
         """Set up, load the data; returns (train_loader, valid_loader, device)."""
         device = self.setup()
         train_loader, valid_loader = make_loaders(
-            read_split(self.split), self.classes, self.model.image_size, self.model.batch_size,
-            self.augment, self.seed, self.threads,
-        )  # fmt: skip
+            read_split(self.split),
+            self.classes,
+            self.model.image_size,
+            self.model.batch_size,
+            self.augment,
+            self.seed,
+            self.threads,
+        )
         return train_loader, valid_loader, device
 
     def build(self, stage1_weights: str | None = None) -> Classifier:
@@ -78,25 +85,22 @@ class Job:
         return model
 
 
-def suggested_lr(lr_find_json: str) -> float:
-    return json.loads(Path(lr_find_json).read_text())["lr"]
-
-
 def stage_rates(
     settings: OneCycleSettings, groups: int, lr_find_json: str | None, discriminative: bool
-) -> list[float]:
-    """Peak rate per layer group: one rate for all, or [lo, hi] spread geometrically.
+) -> tuple[list[float], str]:
+    """Peak rate per layer group (one rate for all, or [lo, hi] spread geometrically), and why.
 
-    `auto` takes the lr_find suggestion: as the one rate, or (discriminative) as hi with
+    `auto` takes lr_find's choice: as the one rate, or (discriminative) as hi with
     lo = hi / 100.
     """
-    max_lr = settings.max_lr
+    max_lr, reason = settings.max_lr, "max_lr in the config"
     if max_lr == "auto":
-        hi = suggested_lr(lr_find_json)
+        found = json.loads(Path(lr_find_json).read_text())
+        hi, reason = found["lr"], f"auto: {found['reason']}"
         max_lr = [hi / 100, hi] if discriminative else hi
     if isinstance(max_lr, list):
-        return discriminative_rates(*max_lr, groups)
-    return [max_lr] * groups
+        return discriminative_rates(*max_lr, groups), reason
+    return [max_lr] * groups, reason
 
 
 def train_stage(
@@ -106,16 +110,27 @@ def train_stage(
     outputs,
     lr_find_json: str | None = None,
     stage1_weights: str | None = None,
+    stage1_meta: str | None = None,
 ) -> None:
-    """Train one stage and write its weights, history, schedule, plots and model.json."""
+    """Train one stage and write its weights, history, schedule, plots and model.json.
+
+    Stage 2 (given stage 1's weights and model.json) also says whether it made things worse.
+    """
     train_loader, valid_loader, device = job.start()
     if stage == "stage1":
         plot_sample_batch(train_loader, job.classes, outputs.batch)
     model = job.build(stage1_weights)
     log.info("model:\n%s", model)
     groups = len(model.layer_groups())
-    rates = stage_rates(settings, groups, lr_find_json, discriminative=stage1_weights is not None)
-    log.info("%s: peak learning rates per layer group %s", stage, [f"{r:.2e}" for r in rates])
+    rates, reason = stage_rates(
+        settings, groups, lr_find_json, discriminative=stage1_weights is not None
+    )
+    log.info(
+        "%s: peak learning rates per layer group %s (%s)",
+        stage,
+        [f"{r:.2e}" for r in rates],
+        reason,
+    )
     history, steps = fit_one_cycle(
         model, train_loader, valid_loader, rates, settings, stage, device
     )
@@ -124,6 +139,7 @@ def train_stage(
     plot_losses(history, steps, outputs.losses, f"{stage}: losses")
     plot_schedule(steps, outputs.schedule, f"{stage}: one-cycle schedule")
     final = history.iloc[-1]
+    metrics = {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")}
     meta = {
         "stage": stage,
         "arch": job.model.arch,
@@ -132,11 +148,32 @@ def train_stage(
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "peak_learning_rates": rates,
+        "learning_rates_from": reason,
         "epochs": settings.epochs,
-        "metrics": {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")},
+        "metrics": metrics,
     }
+    if stage1_meta is not None:
+        stage1_metrics = json.loads(Path(stage1_meta).read_text())["metrics"]
+        meta["versus_stage1"] = versus_stage1(stage1_metrics, metrics)
     write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
     save_weights(model, outputs.weights)  # last, so its presence means the stage finished
+
+
+def versus_stage1(stage1: dict, stage2: dict) -> dict:
+    """Both stages' final validation metrics, and whether stage 2 clearly made things worse:
+    a validation loss more than WORSE times stage 1's (fastai's lesson went back to stage 1
+    by hand when unfreezing did not help; `final_model: best` does it by itself)."""
+    worse = stage2["valid_loss"] > WORSE * stage1["valid_loss"]
+    if worse:
+        log.warning(
+            "stage2 made the model worse: validation loss %.4f against stage 1's %.4f, error "
+            "rate %.4f against %.4f",
+            stage2["valid_loss"],
+            stage1["valid_loss"],
+            stage2["error_rate"],
+            stage1["error_rate"],
+        )
+    return {"stage1": stage1, "stage2": stage2, "worse": worse}
 
 
 def plot_sample_batch(loader, classes: list[str], path, count: int = 9) -> None:
@@ -157,19 +194,33 @@ def find_lr(
     momentum: float,
     outputs,
     stage1_weights: str | None = None,
+    stage1_meta: str | None = None,
 ) -> None:
-    """Sweep the rate for a stage's starting model; write the table, plot and suggestion."""
+    """Sweep the rate for a stage's starting model; write the table, plot and chosen rate."""
     train_loader, _, device = job.start()
     model = job.build(stage1_weights)
-    result = lr_find.sweep(model, train_loader, settings, device, weight_decay, momentum)
-    suggestions = lr_find.suggest(result)
-    chosen = suggestions[settings.suggestion]
-    falls = lr_find.loss_falls(result)
-    log.info("%s: suggestions %s; using %s; the loss %s", stage, suggestions, settings.suggestion,
-             "falls" if falls else "is flat until it diverges")  # fmt: skip
+    stage1_lr = None
+    if stage1_meta is not None:
+        stage1_lr = json.loads(Path(stage1_meta).read_text())["peak_learning_rates"][-1]
+        settings = lr_find.up_to(settings, stage1_lr)
+    result = lr_find.sweep(
+        model,
+        train_loader,
+        settings,
+        device,
+        weight_decay,
+        momentum,
+        body_frozen=stage1_weights is None,
+    )
+    choice = lr_find.choose(result, settings.suggestion, stage, stage1_lr)
+    readable = lr_find.readable(result)
+    suggestions = lr_find.suggest(result) if readable else {}
+    falls = lr_find.loss_falls(result) if readable else None
+    log.info("%s: suggestions %s; using %.3g: %s", stage, suggestions, choice.lr, choice.reason)
     write_csv(outputs.table, result.table)
     plot_lr_find(result.table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
-    summary = {"stage": stage, "suggestion": settings.suggestion, "lr": chosen, **suggestions,
+    summary = {"stage": stage, "suggestion": settings.suggestion, "lr": choice.lr,
+               "reason": choice.reason, "from_sweep": choice.from_sweep, **suggestions,
                "loss_falls": falls}  # fmt: skip
     write_text(outputs.suggestion, json.dumps(summary, indent=2) + "\n")
 

@@ -13,4 +13,5 @@ if __name__ == "__main__":
         snakemake.output,
         lr_find_json=snakemake.input.lr_find[0] if snakemake.input.lr_find else None,
         stage1_weights=snakemake.input.stage1_weights,
+        stage1_meta=snakemake.input.stage1_meta,
     )

@@ -15,4 +15,5 @@ if __name__ == "__main__":
         momentum=optimiser["moms"][0],
         outputs=snakemake.output,
         stage1_weights=snakemake.input.stage1_weights or None,
+        stage1_meta=snakemake.input.stage1_meta or None,
     )

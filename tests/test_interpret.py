@@ -14,6 +14,7 @@ from imgclf.interpret import (
     prediction_table,
     review_table,
 )
+from imgclf.stages import versus_stage1
 
 CLASSES = ["ant", "bee", "wasp"]
 
@@ -41,6 +42,25 @@ def test_final_model_names_a_stage_or_takes_the_lower_validation_loss(tmp_path):
 
 def test_best_prefers_stage1_on_a_tie(tmp_path):
     assert choose_model("best", write_stages(tmp_path, 0.25, 0.25)).stage == "stage1"
+
+
+@pytest.mark.parametrize("stage2_loss, worse", [(0.32, False), (0.34, True), (4.0, True)])
+def test_a_stage2_that_made_things_worse_is_said_so(stage2_loss, worse, caplog):
+    stage1 = {"valid_loss": 0.30, "error_rate": 0.10, "accuracy": 0.90}
+    stage2 = {"valid_loss": stage2_loss, "error_rate": 0.12, "accuracy": 0.88}
+    versus = versus_stage1(stage1, stage2)
+    assert versus == {"stage1": stage1, "stage2": stage2, "worse": worse}
+    assert ("stage2 made the model worse" in caplog.text) == worse
+
+
+def test_every_final_model_carries_stage2s_comparison_when_stage2_was_trained(tmp_path):
+    files = write_stages(tmp_path, stage1_loss=0.30, stage2_loss=0.40)
+    meta = json.loads((tmp_path / "stage2/model.json").read_text())
+    meta["versus_stage1"] = {"worse": True}
+    (tmp_path / "stage2/model.json").write_text(json.dumps(meta))
+    assert choose_model("best", files).versus_stage1 == {"worse": True}
+    assert choose_model("stage2", files[2:]).versus_stage1 == {"worse": True}
+    assert choose_model("stage1", files[:2]).versus_stage1 is None
 
 
 @pytest.fixture

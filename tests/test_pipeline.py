@@ -83,7 +83,17 @@ def test_interpret_writes_the_diagnosis(trained):
     assert matrix.sum().sum() == len(valid)
     assert (matrix.sum(axis=1) == valid["label"].value_counts().reindex(CLASSES)).all()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["stage"] == "stage2" and metrics["reason"] == "final_model is stage2"
+    # final_model is best by default: the stage of the lower validation loss, and both losses.
+    stages = {
+        stage: json.loads((trained / f"results/train/{stage}/model.json").read_text())
+        for stage in ("stage1", "stage2")
+    }
+    losses = {stage: meta["metrics"]["valid_loss"] for stage, meta in stages.items()}
+    assert metrics["stage"] == min(losses, key=losses.get)
+    assert metrics["reason"].startswith("final_model is best: ")
+    versus = metrics["stage2_versus_stage1"]
+    assert versus == stages["stage2"]["versus_stage1"]
+    assert versus["worse"] == (losses["stage2"] > 1.1 * losses["stage1"])
     correct = sum(matrix.at[label, label] for label in CLASSES)
     assert metrics["accuracy"] == pytest.approx(correct / len(valid))
     assert set(metrics["per_class"]) == set(CLASSES)
@@ -247,7 +257,7 @@ def test_final_model_is_a_choice_made_without_retraining(trained, tmp_path):
     assert "finetune_stage2" not in planned_rules(tmp_path)
     original = (trained / "config.yaml").read_text()
     try:
-        write_config(trained, tiny_config(final_model="best"))
+        write_config(trained, tiny_config(final_model="stage2"))
         assert planned_rules(trained) == RESULTS
     finally:
         (trained / "config.yaml").write_text(original)
@@ -263,6 +273,30 @@ def test_a_diverging_stage_stops_naming_stage_epoch_and_rate(tmp_path):
     assert not (tmp_path / "results/train/stage1").exists() or not any(
         (tmp_path / "results/train/stage1").iterdir()
     )
+
+
+def test_a_tiny_data_set_of_one_batch_an_epoch_trains_at_checked_auto_rates(tmp_path):
+    """21 photos at batch 32: lr_find cycles the one batch; the rates used and why are logged."""
+    write_photos(tmp_path, per_class=7)
+    write_config(tmp_path, tiny_config(model={"image_size": 32, "batch_size": 32}, lr_find={}))
+    snakemake(tmp_path, "--cores", "2")
+    split = read_csv(tmp_path / "results/split/split.csv")
+    assert (split["is_valid"] == "False").sum() <= 32
+    found = {
+        stage: json.loads((tmp_path / f"results/lr_find/{stage}.json").read_text())
+        for stage in ("stage1", "stage2")
+    }
+    assert len(read_csv(tmp_path / "results/lr_find/stage1.csv")) > 20
+    assert found["stage2"]["lr"] <= found["stage1"]["lr"] / 10
+    for stage, rule in (("stage1", "train_stage1"), ("stage2", "finetune_stage2")):
+        log = (tmp_path / f"logs/{rule}/{rule}.log").read_text()
+        assert f"(auto: {found[stage]['reason']})" in log
+        history = pd.read_csv(tmp_path / f"results/train/{stage}/history.csv")
+        assert np.isfinite(history["valid_loss"]).all()
+    versus = json.loads((tmp_path / "results/interpret/metrics.json").read_text())[
+        "stage2_versus_stage1"
+    ]
+    assert versus["stage2"]["valid_loss"] < 2 * versus["stage1"]["valid_loss"]
 
 
 def test_the_default_config_runs_the_offline_demo(tmp_path):

@@ -1,6 +1,7 @@
 """Units of the training half: schedule, freezing, rates, lr_find, pretrained weights, errors."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,15 +91,17 @@ def test_stage2_groups_get_the_geometric_rates():
     assert trained == sum(p.numel() for p in model.parameters())
 
 
-def test_lr_find_suggests_a_finite_rate_and_leaves_the_model_alone():
+@pytest.mark.parametrize("body_frozen", [True, False])
+def test_lr_find_suggests_a_finite_rate_and_leaves_the_model_alone(body_frozen):
     torch.manual_seed(0)
     model = tiny_model(pretrained=True)
     freeze_body(model)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    sweep_settings = lr_find.Settings(start_lr=1e-7, end_lr=10, num_iter=60, max_epochs=10,
-                                      suggestion="valley")  # fmt: skip
+    sweep_settings = lr_find.Settings(start_lr=1e-7, end_lr=10, num_iter=60, suggestion="valley")
     loader = separable_loader(size=64)
-    result = lr_find.sweep(model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
+    result = lr_find.sweep(
+        model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9, body_frozen=body_frozen
+    )
     suggestions = lr_find.suggest(result)
     for lr in suggestions.values():
         assert math.isfinite(lr) and 1e-8 <= lr <= 10  # minimum is a tenth of a swept rate
@@ -108,19 +111,53 @@ def test_lr_find_suggests_a_finite_rate_and_leaves_the_model_alone():
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
 
 
-def test_lr_find_stops_after_max_epochs_worth_of_batches():
-    loader = separable_loader(count=48)  # 6 batches
-    sweep_settings = lr_find.Settings(1e-7, 1e-3, num_iter=100, max_epochs=2, suggestion="valley")
-    result = lr_find.sweep(tiny_model(), loader, sweep_settings, torch.device("cpu"), 0.01, 0.9)
-    assert len(result.table) == 12
+def test_lr_find_cycles_a_small_data_set_to_num_iter_rates():
+    loader = separable_loader(count=16)  # 2 batches an epoch
+    sweep_settings = lr_find.Settings(1e-7, 1e-3, num_iter=40, suggestion="valley")
+    for body_frozen in (True, False):
+        result = lr_find.sweep(
+            tiny_model(),
+            loader,
+            sweep_settings,
+            torch.device("cpu"),
+            0.01,
+            0.9,
+            body_frozen=body_frozen,
+        )
+        assert len(result.table) == 40
+        assert result.table["lr"].iloc[[0, -1]].tolist() == pytest.approx([1e-7, 1e-3])
 
 
-def synthetic_sweep(level, seed, steps=90):
-    """A sweep from 1e-7 to 10 whose loss follows `level(lr)` and diverges as the rate
+def test_the_head_sweep_on_body_features_agrees_with_the_full_sweep():
+    """Stage 1's sweep trains the head over features computed once: the same curve as training
+    the frozen model itself, up to the batch norms of the body that the full sweep moves."""
+    model = tiny_model(pretrained=True)
+    freeze_body(model)
+    sweep_settings = lr_find.Settings(1e-6, 1, num_iter=60, suggestion="valley")
+    valleys = {}
+    for body_frozen in (True, False):
+        torch.manual_seed(0)
+        loader = separable_loader(size=64)
+        result = lr_find.sweep(
+            model, loader, sweep_settings, torch.device("cpu"), 0.01, 0.9, body_frozen=body_frozen
+        )
+        valleys[body_frozen] = lr_find.suggest(result)["valley"]
+    assert max(valleys.values()) / min(valleys.values()) < 2
+
+
+def test_a_stage2_sweep_ends_at_stage1s_rate_as_densely():
+    settings = lr_find.Settings(1e-7, 10, num_iter=100, suggestion="valley")
+    shorter = lr_find.up_to(settings, 1e-3)
+    assert (shorter.start_lr, shorter.end_lr, shorter.num_iter) == (1e-7, 1e-3, 50)
+    assert lr_find.up_to(settings, 100) == settings
+
+
+def synthetic_sweep(level, seed, steps=90, end_lr=10):
+    """A sweep from 1e-7 to end_lr whose loss follows `level(lr)` and diverges as the rate
     nears 1e-2, with batch-to-batch noise like the demo's (skewed, standard deviation 0.17)."""
     generator = np.random.default_rng(seed)
     average, rows = lr_find.MovingAverage(steps), []
-    for lr in np.geomspace(1e-7, 10, steps):
+    for lr in np.geomspace(1e-7, end_lr, steps):
         loss = level(lr) + 0.1 * generator.lognormal(0, 0.9) + (lr / 1e-2) ** 2
         rows.append({"lr": lr, "loss": loss, "smoothed_loss": average.add(loss)})
         if loss > 50:
@@ -214,3 +251,95 @@ def test_a_class_without_training_or_validation_images_stops_training(rows, mess
 def test_a_single_class_stops_training():
     with pytest.raises(DataError, match="at least two classes"):
         check_split(pd.DataFrame({"label": ["a"], "is_valid": [True]}), ["a"])
+
+
+SWEEPS = Path(__file__).parent / "data" / "sweeps"
+
+
+def recorded(name: str, num_iter: int) -> lr_find.Sweep:
+    """A sweep that lr_find recorded on real photos (see tests/data/sweeps/README.md)."""
+    return lr_find.Sweep(
+        pd.read_csv(SWEEPS / f"{name}.csv"), lr_find.MovingAverage(num_iter).window
+    )
+
+
+def test_a_sparse_sweep_of_a_few_batches_falls_back_to_the_seed_rate():
+    """18 rates from 1e-7 to 10 (two epochs of 9 batches, as lr_find once did): valley read
+    0.04 there, and stage 1 trained at it ended at chance on the 37 pet breeds."""
+    choice = lr_find.choose(recorded("pets370_128_stage1_18_points", 18), "valley", "stage1")
+    assert choice == lr_find.Choice(3e-3, choice.reason, from_sweep=False)
+    assert "too few to read" in choice.reason and "the seed's rate 0.003" in choice.reason
+
+
+def test_a_dense_stage1_sweep_on_photos_chooses_a_rate_in_the_fall():
+    result = recorded("pets370_128_stage1", 100)
+    choice = lr_find.choose(result, "valley", "stage1")
+    assert choice.from_sweep and choice.reason == "valley of a loss that falls"
+    smoothed = result.table.set_index("lr")["smoothed_loss"]
+    at_choice = smoothed[choice.lr]
+    assert smoothed.min() < at_choice < smoothed.iloc[0]  # in the fall, not before or after
+    assert choice.lr <= lr_find.rose_at(result) / 10
+
+
+def test_stage2_never_trains_above_a_tenth_of_stage1s_rate():
+    """Stage 2's loss on the pets still falls (stage 1 stopped short): its valley, 5e-4, is
+    above a tenth of stage 1's rate, which then decides."""
+    result = recorded("pets370_128_stage2", 100)
+    assert lr_find.suggest(result)["valley"] > 2.31e-4
+    choice = lr_find.choose(result, "valley", "stage2", stage1_lr=2.31e-3)
+    assert choice.lr == pytest.approx(2.31e-4) and choice.from_sweep
+    assert "a tenth of stage 1's peak rate (0.00231)" in choice.reason
+
+
+def test_the_head_sweep_of_stage1_agrees_with_the_full_sweep_on_photos():
+    """The same pets, stage 1 swept over the whole frozen model (about 40 times dearer) and
+    over the head alone on features computed once: the same valley."""
+    full = lr_find.choose(recorded("pets370_128_stage1_full_model", 100), "valley", "stage1")
+    head = lr_find.choose(recorded("pets370_128_stage1", 100), "valley", "stage1")
+    assert full.from_sweep and head.from_sweep
+    assert max(full.lr, head.lr) / min(full.lr, head.lr) < 1.5
+
+
+def test_a_stage1_loss_that_never_falls_gives_the_seed_rate():
+    choice = lr_find.choose(synthetic_sweep(lambda lr: 3.6, seed=0), "valley", "stage1")
+    assert choice == lr_find.Choice(3e-3, choice.reason, from_sweep=False)
+    assert "did not fall" in choice.reason
+
+
+def test_a_flat_stage2_loss_that_diverges_gives_a_tenth_of_its_divergence():
+    choice = lr_find.choose(synthetic_sweep(lambda lr: 0.2, seed=0), "valley", "stage2", 1e-1)
+    assert choice.from_sweep and 2e-4 < choice.lr < 2e-3  # the loss doubles near 4.5e-3
+    assert choice.reason == "valley of a loss that is flat, then diverges"
+
+
+def test_a_flat_stage2_loss_up_to_stage1s_rate_gives_a_tenth_of_it():
+    """Stage 2's sweep ends at stage 1's rate: a loss still flat there vouches for a tenth."""
+    result = synthetic_sweep(lambda lr: 0.2, seed=0, steps=50, end_lr=1e-3)
+    choice = lr_find.choose(result, "valley", "stage2", stage1_lr=1e-3)
+    assert choice.lr == pytest.approx(1e-4) and choice.from_sweep
+    assert "stayed flat up to stage 1's peak rate (0.001)" in choice.reason
+    # Without stage 1's rate nothing bounds it: the seed's.
+    fallback = lr_find.choose(result, "valley", "stage2")
+    assert fallback == lr_find.Choice(1e-4, fallback.reason, from_sweep=False)
+    assert "neither fell nor diverged" in fallback.reason
+
+
+def test_a_sweep_that_diverges_at_once_gives_the_seed_rate_and_a_plot(tmp_path):
+    from imgclf.plots import plot_lr_find
+
+    sweep_settings = lr_find.Settings(1e6, 1e9, num_iter=40, suggestion="valley")
+    result = lr_find.sweep(
+        tiny_model(),
+        separable_loader(),
+        sweep_settings,
+        torch.device("cpu"),
+        0.01,
+        0.9,
+        body_frozen=False,
+    )
+    assert len(result.table) < lr_find.MIN_POINTS and not lr_find.readable(result)
+    choice = lr_find.choose(result, "valley", "stage2", stage1_lr=3e-3)
+    assert choice == lr_find.Choice(1e-4, choice.reason, from_sweep=False)
+    assert f"the sweep has {len(result.table)} rates" in choice.reason
+    plot_lr_find(result.table, {}, "valley", tmp_path / "lr_find.png", "lr_find stage2")
+    assert (tmp_path / "lr_find.png").stat().st_size > 0

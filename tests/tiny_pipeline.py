@@ -21,18 +21,18 @@ def tiny_config(**changes) -> dict:
         "augment": {"flip": True},
         "train_stage1": {"epochs": 1, "max_lr": "auto"},
         "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
-        "lr_find": {"num_iter": 10},
+        "lr_find": {"num_iter": 40},
         "interpret": {"review": 20, "top_losses": 4},
         "predict": {"folder": "new_photos"},
     }
     return {**config, **changes}
 
 
-def write_photos(workdir):
+def write_photos(workdir, per_class=12):
     for channel, name in enumerate(CLASSES):
         folder = workdir / "photos" / name
         folder.mkdir(parents=True)
-        for index in range(12):
+        for index in range(per_class):
             image = images.noise((40, 40), seed=100 * channel + index)
             tint = Image.new("RGB", image.size, tuple(255 * (c == channel) for c in range(3)))
             Image.blend(image, tint, 0.6).save(folder / f"{index}.png")

@@ -8,10 +8,14 @@ wildcard_constraints:
 rule lr_find:
     input:
         split="results/split/split.csv",
+        # Stage 2 sweeps from the trained stage 1, whose rate caps its own.
         stage1_weights=lambda wildcards: (
             "results/train/stage1/model.safetensors"
             if wildcards.stage == "stage2"
             else []
+        ),
+        stage1_meta=lambda wildcards: (
+            "results/train/stage1/model.json" if wildcards.stage == "stage2" else []
         ),
     output:
         table="results/lr_find/{stage}.csv",
@@ -92,6 +96,7 @@ rule finetune_stage2:
     input:
         split="results/split/split.csv",
         stage1_weights="results/train/stage1/model.safetensors",
+        stage1_meta="results/train/stage1/model.json",
         lr_find=lr_find_if_auto("finetune_stage2"),
     output:
         weights="results/train/stage2/model.safetensors",
