@@ -32,16 +32,26 @@ def main() -> None:
             # Stage 2's sweep starts from a trained stage 1, as in the workflow.
             stage1 = job.build()
             stage1_settings = OneCycleSettings(**config["train_stage1"])
-            fit_one_cycle(stage1, train_loader, valid_loader, [stage1_settings.max_lr] * 3,
+            stage1_lr = stage1_settings.max_lr
+            fit_one_cycle(stage1, train_loader, valid_loader, [stage1_lr] * 3,
                           stage1_settings, "stage1", device)  # fmt: skip
             weights = folder / f"stage1-{seed}.safetensors"
             save_weights(stage1, weights)
             for stage in ["stage1", "stage2"]:
                 model = job.build() if stage == "stage1" else job.build(str(weights))
                 training = config["train_stage1" if stage == "stage1" else "finetune_stage2"]
+                # As the workflow sweeps: stage 1 on the head, stage 2 up to stage 1's rate.
+                swept = settings if stage == "stage1" else lr_find.up_to(settings, stage1_lr)
                 started = time.perf_counter()
-                result = lr_find.sweep(model, train_loader, settings, device,
-                                      training["weight_decay"], training["moms"][0])  # fmt: skip
+                result = lr_find.sweep(
+                    model,
+                    train_loader,
+                    swept,
+                    device,
+                    training["weight_decay"],
+                    training["moms"][0],
+                    body_frozen=stage == "stage1",
+                )
                 sweep_seconds = time.perf_counter() - started
                 suggestion = lr_find.suggest(result)[settings.suggestion]
                 suggestions[stage].append(suggestion)
