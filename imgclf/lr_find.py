@@ -31,7 +31,7 @@ RISE = 2.0  # the loss diverges once it is this many times its typical (median) 
 MIN_POINTS = 10  # a sweep that diverged within fewer rates (or two windows) cannot be read
 # Rates a decade, at least: the smoothed loss lags the rate by a step or two, which in a sparser
 # sweep is most of a decade (18 rates from 1e-7 to 10 put stage 1's valley at 0.04 on photos).
-MIN_PER_DECADE = 5
+MIN_PER_DECADE = 4
 # The seed's rates (fastai's lesson 1: fit_one_cycle(4, 3e-3), then slice(1e-6, 1e-4)): what a
 # stage trains at when its sweep gives no clear answer. Stage 2's is the hi of the slice.
 SEED_RATES = {"stage1": 3e-3, "stage2": 1e-4}

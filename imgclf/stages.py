@@ -219,9 +219,15 @@ def find_lr(
     log.info("%s: suggestions %s; using %.3g: %s", stage, suggestions, choice.lr, choice.reason)
     write_csv(outputs.table, result.table)
     plot_lr_find(result.table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
-    summary = {"stage": stage, "suggestion": settings.suggestion, "lr": choice.lr,
-               "reason": choice.reason, "from_sweep": choice.from_sweep, **suggestions,
-               "loss_falls": falls}  # fmt: skip
+    summary = {
+        "stage": stage,
+        "suggestion": settings.suggestion,
+        "lr": choice.lr,
+        "reason": choice.reason,
+        "from_sweep": choice.from_sweep,
+        **suggestions,
+        "loss_falls": falls,
+    }
     write_text(outputs.suggestion, json.dumps(summary, indent=2) + "\n")
 
 

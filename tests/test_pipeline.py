@@ -41,7 +41,7 @@ def test_every_training_output_is_written(trained):
                 assert image.format == "PNG"
         suggestion = json.loads((trained / f"results/lr_find/{stage}.json").read_text())
         assert suggestion["suggestion"] == "valley" and suggestion["lr"] > 0
-        assert isinstance(suggestion["loss_falls"], bool)
+        assert isinstance(suggestion["loss_falls"], bool) and suggestion["from_sweep"]
         table = read_csv(trained / f"results/lr_find/{stage}.csv")
         assert len(table) >= 3
         with Image.open(trained / f"results/lr_find/{stage}.png") as image:

@@ -21,7 +21,7 @@ def tiny_config(**changes) -> dict:
         "augment": {"flip": True},
         "train_stage1": {"epochs": 1, "max_lr": "auto"},
         "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
-        "lr_find": {"num_iter": 40},
+        "lr_find": {"num_iter": 50},
         "interpret": {"review": 20, "top_losses": 4},
         "predict": {"folder": "new_photos"},
     }
