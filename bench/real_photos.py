@@ -63,22 +63,13 @@ def run_imgclf(workdir: Path, name: str, size: int, seed: int, variant: str, thr
         config["train_stage1"] = {"max_lr": "auto"}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        str(threads),
-        "--quiet",
-        "all",
-        "results/interpret/metrics.json",
+        *(sys.executable, "-m", "snakemake", "results/interpret/metrics.json"),
+        *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
+        *("--configfile", str(workdir / "config.yaml"), "--cores", str(threads)),
     ]
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"imgclf failed on {name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     results = workdir / "results"
     metrics = json.loads((results / "interpret" / "metrics.json").read_text())
     stages = {
