@@ -291,20 +291,23 @@ def choose(result: Sweep, suggestion: str, stage: str, stage1_lr: float | None =
             f"a new head's loss did not fall by more than its noise; the seed's rate {seed_rate:g}",
             from_sweep=False,
         )
-    if falls or rises(result):
-        lr = SUGGESTIONS[suggestion](result)
-        reason = f"{suggestion} of a loss that " + ("falls" if falls else "is flat, then diverges")
-        limit = rose_at(result)
-        if lr > limit:
-            lr, reason = limit, f"{reason}, lowered to {limit:.3g} where the loss rose"
-    elif stage1_lr is None:
+    if not falls and not rises(result):
+        if stage1_lr is None:
+            return Choice(
+                seed_rate,
+                f"the loss neither fell nor diverged over the sweep; the seed's rate {seed_rate:g}",
+                from_sweep=False,
+            )
         return Choice(
-            seed_rate,
-            f"the loss neither fell nor diverged over the sweep; the seed's rate {seed_rate:g}",
-            from_sweep=False,
+            STAGE2_SHARE * stage1_lr,
+            f"the loss stayed flat up to stage 1's peak rate ({stage1_lr:.3g}): a tenth of it",
+            from_sweep=True,
         )
-    else:
-        lr, reason = math.inf, f"the loss stayed flat up to stage 1's peak rate ({stage1_lr:.3g})"
+    lr = SUGGESTIONS[suggestion](result)
+    reason = f"{suggestion} of a loss that " + ("falls" if falls else "is flat, then diverges")
+    limit = rose_at(result)
+    if lr > limit:
+        lr, reason = limit, f"{reason}, lowered to {limit:.3g} where the loss rose"
     if stage1_lr is not None and lr > STAGE2_SHARE * stage1_lr:
         lr = STAGE2_SHARE * stage1_lr
         reason = f"{reason}, lowered to a tenth of stage 1's peak rate ({stage1_lr:.3g})"

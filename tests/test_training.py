@@ -343,3 +343,14 @@ def test_a_sweep_that_diverges_at_once_gives_the_seed_rate_and_a_plot(tmp_path):
     assert f"the sweep has {len(result.table)} rates" in choice.reason
     plot_lr_find(result.table, {}, "valley", tmp_path / "lr_find.png", "lr_find stage2")
     assert (tmp_path / "lr_find.png").stat().st_size > 0
+
+
+def test_a_noisy_flat_stage2_sweep_on_photos_trains_at_a_tenth_of_stage1s_rate():
+    """Ants and bees after stage 1 at 3e-3: the loss is noise up to stage 1's rate, where the
+    sweep stops; a stage-1 loss like that would be no answer at all."""
+    result = recorded("hymenoptera_128_stage2", 56)
+    assert not lr_find.loss_falls(result) and not lr_find.rises(result)
+    choice = lr_find.choose(result, "valley", "stage2", stage1_lr=3e-3)
+    assert choice == lr_find.Choice(pytest.approx(3e-4), choice.reason, from_sweep=True)
+    assert choice.reason == "the loss stayed flat up to stage 1's peak rate (0.003): a tenth of it"
+    assert not lr_find.choose(result, "valley", "stage1").from_sweep
