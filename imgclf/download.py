@@ -5,9 +5,12 @@ it lands, so a rerun, or a run after an interruption, fetches only what is still
 """
 
 import hashlib
+import ipaddress
 import itertools
 import json
 import logging
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -15,18 +18,21 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
-from urllib3.util.retry import Retry
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+MAX_REDIRECTS = 10
 ID_LENGTH = 16  # hex digits of SHA-256: 64 bits, no collision in any realistic data set
 JOURNAL = "journal.jsonl"
 
@@ -57,9 +63,11 @@ class Settings:
     max_images: int
     max_bytes: int
     timeout: float
+    deadline: float
     retries: int
     backoff: float
     workers: int
+    allow_local: bool
 
 
 @dataclass
@@ -67,8 +75,11 @@ class Outcome:
     """One row of `{cls}.csv`.
 
     status: ok; duplicate (the same content as an earlier URL of the class, stored once);
-    http_error, timeout, not_image, too_large, unsupported_scheme, connection_error;
-    file_error (a local path that cannot be read); skipped (max_images was reached).
+    http_error, timeout (a read, or the whole URL past its deadline), not_image, too_large,
+    unsupported_scheme, connection_error; invalid_url (a line that is no URL or path);
+    blocked (a local file, or an address that is not public, without download.allow_local);
+    file_error (a local path that cannot be read, or is no regular file); skipped
+    (max_images was reached).
     """
 
     url: str
@@ -99,8 +110,27 @@ class Fetched:
     extension: str = ""
 
 
+class Deadline:
+    """The time one URL has: connecting, redirects, retries and the body together."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; past the deadline, the URL is given up as a timeout."""
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise Rejected("timeout", f"no image within the deadline of {self.seconds:g} s")
+        return left
+
+
 def store_stream(chunks: Iterable[bytes], part: Path, max_bytes: int) -> tuple[str, str, int]:
-    """Write chunks to `part`, checking magic bytes and size as they come; (id, ext, bytes)."""
+    """Write chunks to `part`, checking magic bytes and size as they come; (id, ext, bytes).
+
+    The error of content that is no image says nothing of the content: it may be a local file
+    that report.html must not show.
+    """
     chunks = iter(chunks)
     head = b""
     for chunk in chunks:  # gather enough bytes to recognise the format
@@ -109,7 +139,7 @@ def store_stream(chunks: Iterable[bytes], part: Path, max_bytes: int) -> tuple[s
             break
     extension = image_extension(head)
     if extension is None:
-        raise Rejected("not_image", f"content starts with {head[:MAGIC_BYTES]!r}")
+        raise Rejected("not_image", "empty" if not head else "starts with no image signature")
     digest = hashlib.sha256()
     size = 0
     with open(part, "wb") as out:
@@ -122,28 +152,144 @@ def store_stream(chunks: Iterable[bytes], part: Path, max_bytes: int) -> tuple[s
     return digest.hexdigest()[:ID_LENGTH], extension, size
 
 
+class PublicOnly:
+    """A urllib3 connection that refuses, before sending a byte, a peer that is not public.
+
+    The check is on the address actually connected to, so it holds for every redirect, for a
+    host name that resolves to 127.0.0.1 and for spellings such as http://0x7f000001/.
+    """
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        host = sock.getpeername()[0]
+        address = ipaddress.ip_address(host.partition("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            sock.close()
+            raise Rejected("blocked", f"{host} is not a public address; {ALLOW_LOCAL}")
+        return sock
+
+
+ALLOW_LOCAL = "set download.allow_local: true to fetch local files and services from URL lists"
+
+
+class PublicHTTPConnection(PublicOnly, HTTPConnection):
+    pass
+
+
+class PublicHTTPSConnection(PublicOnly, HTTPSConnection):
+    pass
+
+
+class PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = PublicHTTPConnection
+
+
+class PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = PublicHTTPSConnection
+
+
+class PublicOnlyAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": PublicHTTPPool, "https": PublicHTTPSPool}
+
+
 _thread_state = threading.local()
 
 
-def http_session(settings: Settings) -> requests.Session:
-    """One session per worker thread, so each reuses its connections without sharing them."""
-    session = getattr(_thread_state, "session", None)
-    if session is None:
-        retry = Retry(
-            total=settings.retries,
-            read=False,  # a server too slow once stays slow: no retry on read timeouts
-            status_forcelist=range(500, 600),
-            backoff_factor=settings.backoff,
-            raise_on_status=False,
-            allowed_methods=["GET"],
-        )
+def http_session(allow_local: bool) -> requests.Session:
+    """One session per worker thread, so each reuses its connections without sharing them.
+
+    Proxies and credentials from the environment are not used: the address check must see
+    the server itself, and a scraped URL gets no one's .netrc password.
+    """
+    sessions = _thread_state.__dict__.setdefault("sessions", {})
+    if allow_local not in sessions:
         session = requests.Session()
+        session.trust_env = False
         session.headers["User-Agent"] = "imgclf/0.1 (image data set downloader)"
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter() if allow_local else PublicOnlyAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        _thread_state.session = session
-    return session
+        sessions[allow_local] = session
+    return sessions[allow_local]
+
+
+def check_url(url: str) -> None:
+    """Refuse a line that is no http(s) URL with a host, before anything is sent."""
+    parsed = urlparse(url)  # ValueError for a broken [IPv6] host
+    if parsed.scheme not in ("http", "https"):
+        raise Rejected("unsupported_scheme", f"scheme {parsed.scheme!r} is not http or https")
+    if not parsed.hostname:
+        raise Rejected("invalid_url", "no host")
+    if parsed.port == 0:  # a port that is no number, or out of range, raises ValueError
+        raise Rejected("invalid_url", "port 0")
+    try:
+        parsed.hostname.encode("idna")
+    except UnicodeError as error:
+        raise Rejected("invalid_url", f"host name: {error}") from error
+
+
+def follow_redirects(
+    session: requests.Session, url: str, timeout: float, deadline: Deadline
+) -> requests.Response:
+    """GET `url` and the redirects it leads to, each checked as the URL was."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = session.get(
+            url, stream=True, allow_redirects=False, timeout=min(timeout, deadline.left())
+        )
+        target = session.get_redirect_target(response)
+        if target is None:
+            return response
+        response.close()
+        url = urljoin(response.url, target)
+        scheme = urlparse(url).scheme
+        if scheme not in ("http", "https"):
+            raise Rejected("unsupported_scheme", f"redirected to a {scheme!r} URL")
+        check_url(url)
+    raise Rejected("http_error", f"more than {MAX_REDIRECTS} redirects")
+
+
+def open_http(url: str, settings: Settings, deadline: Deadline) -> requests.Response:
+    """The response to `url`, retrying failed connections and 5xx answers with backoff.
+
+    A read that times out is not retried: a server too slow once stays slow. Retry-After is
+    not followed: a server cannot stretch a URL's deadline by asking to be tried later.
+    """
+    session = http_session(settings.allow_local)
+    for attempt in range(settings.retries + 1):
+        last = attempt == settings.retries
+        try:
+            response = follow_redirects(session, url, settings.timeout, deadline)
+        except requests.exceptions.ConnectionError:
+            if last:
+                raise
+        else:
+            if response.status_code < 500 or last:
+                return response
+            response.close()
+        pause = settings.backoff * 2 ** (attempt - 1) if attempt else 0.0
+        time.sleep(min(pause, deadline.left()))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def body_chunks(response: requests.Response, timeout: float, deadline: Deadline):
+    """The decoded body as it arrives, each read bounded by what is left of the deadline, so a
+    server that trickles a byte at a time cannot hold a URL past it."""
+    raw = response.raw
+    while True:
+        left = deadline.left()
+        if raw.connection is not None and raw.connection.sock is not None:
+            raw.connection.sock.settimeout(min(timeout, left))
+        try:
+            chunk = raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            deadline.left()  # at the deadline, say so rather than "read timed out"
+            raise
+        if not chunk:
+            return
+        yield chunk
 
 
 def check_response(response: requests.Response, max_bytes: int) -> None:
@@ -155,7 +301,10 @@ def check_response(response: requests.Response, max_bytes: int) -> None:
 
 
 def read_local(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as file:
+    """A local file's bytes; a FIFO or device is refused, without waiting for a writer."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise Rejected("file_error", f"{path} is not a regular file")
         while chunk := file.read(CHUNK_BYTES):
             yield chunk
 
@@ -175,26 +324,31 @@ def fetch(url: str, store: Path, settings: Settings) -> Fetched:
     started = time.monotonic()
     response = None
     try:
+        if any(ord(char) < 32 or ord(char) == 127 for char in url):
+            raise Rejected("invalid_url", "a control character (such as NUL) in the line")
         path = local_path(url)
-        scheme = urlparse(url).scheme
         if path is not None:
+            if not settings.allow_local:
+                raise Rejected("blocked", f"a local file; {ALLOW_LOCAL}")
             chunks: Iterable[bytes] = read_local(path)
-        elif scheme in ("http", "https"):
-            response = http_session(settings).get(url, stream=True, timeout=settings.timeout)
+        else:
+            check_url(url)
+            deadline = Deadline(settings.deadline)
+            response = open_http(url, settings, deadline)
             outcome.http_code = response.status_code
             check_response(response, settings.max_bytes)
-            chunks = response.iter_content(CHUNK_BYTES)
-        else:
-            raise Rejected("unsupported_scheme", f"scheme {scheme!r} is not http, https or file")
+            chunks = body_chunks(response, settings.timeout, deadline)
         outcome.id, extension, outcome.bytes = store_stream(chunks, part, settings.max_bytes)
         return Fetched(outcome, part, extension)
     except Rejected as rejection:
         outcome.status, outcome.error = rejection.status, str(rejection)
-    except requests.exceptions.InvalidSchema as error:
-        outcome.status, outcome.error = "unsupported_scheme", str(error)
-    except requests.exceptions.Timeout as error:
+        if rejection.status == "not_image" and response is not None:
+            outcome.error += f" (Content-Type {response.headers.get('Content-Type', 'none')})"
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError) as error:
         outcome.status, outcome.error = "timeout", str(error)
-    except requests.RequestException as error:
+    except (requests.exceptions.InvalidURL, ValueError) as error:
+        outcome.status, outcome.error = "invalid_url", str(error)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
         outcome.status, outcome.error = "connection_error", str(error)
     except OSError as error:
         outcome.status, outcome.error = "file_error", str(error)

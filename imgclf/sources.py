@@ -3,17 +3,15 @@
 import hashlib
 import logging
 import re
-import tarfile
-import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
-
-import requests
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("urls", "search", "folder", "archive", "demo")
+# Sources whose files the workflow lists itself, so their local paths are what the user named;
+# the others' lists come from someone else and may not name local files (download.allow_local).
+LOCAL_KINDS = ("folder", "archive", "demo")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
@@ -106,44 +104,3 @@ def archive_dir_name(location: str) -> str:
         name = name.removesuffix(suffix)
     digest = hashlib.sha256(location.encode()).hexdigest()[:8]
     return f"{name}-{digest}"
-
-
-def download_file(url: str, dest: Path, timeout: float = 60) -> None:
-    """Stream a (large) file to `dest` with a progress bar; `dest` is a temporary path."""
-    with requests.get(url, stream=True, timeout=timeout) as response:
-        response.raise_for_status()
-        total = int(response.headers.get("Content-Length", 0)) or None
-        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True) as bar:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def extract_archive(archive: Path, dest: Path) -> None:
-    """Unpack a tar or zip archive into `dest`, refusing members that would land outside it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(dest)  # zipfile drops '..' and absolute parts from member names
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    else:
-        raise SourceError(f"{archive} is neither a tar nor a zip archive")
-
-
-def fetch_archive(location: str, dest: Path) -> None:
-    """Download (when `location` is a URL) and unpack an archive into `dest`."""
-    if not is_url(location):
-        extract_archive(Path(location), dest)
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    download = dest.with_name(dest.name + ".download")
-    try:
-        download_file(location, download)
-    except requests.RequestException as error:
-        raise SourceError(f"cannot download archive {location}: {error}") from error
-    try:
-        extract_archive(download, dest)
-    finally:
-        download.unlink()

@@ -17,7 +17,14 @@ def server():
 @pytest.fixture
 def download_settings():
     return DownloadSettings(
-        max_images=100, max_bytes=100_000, timeout=1.0, retries=2, backoff=0.01, workers=4
+        max_images=100,
+        max_bytes=100_000,
+        timeout=1.0,
+        deadline=3.0,
+        retries=2,
+        backoff=0.01,
+        workers=4,
+        allow_local=True,  # the test server is on 127.0.0.1
     )
 
 

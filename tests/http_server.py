@@ -20,6 +20,7 @@ class Route:
     delay: float = 0.0  # seconds before answering
     fail_first: int = 0  # answer 500 to this many requests first
     send_length: bool = True  # False: no Content-Length, the body ends when the connection does
+    trickle: float = 0.0  # seconds between the body's bytes, sent one at a time
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -80,7 +81,13 @@ class ImageServer:
                         self.send_header("Connection", "close")
                         self.close_connection = True
                     self.end_headers()
-                    self.wfile.write(route.body)
+                    if route.trickle:
+                        for index in range(len(route.body)):
+                            self.wfile.write(route.body[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
+                    else:
+                        self.wfile.write(route.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as a client with a timeout does
 

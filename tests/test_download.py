@@ -1,3 +1,5 @@
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -146,3 +148,108 @@ def test_result_does_not_depend_on_concurrency(server, tmp_path, download_settin
     download_settings.workers = workers
     table = download_urls(urls, tmp_path, download_settings)
     assert list(table["status"]) == ["ok"] * 5 + ["duplicate"] * 7
+
+
+def test_no_server_holds_a_url_past_its_deadline(server, tmp_path, download_settings):
+    """timeout bounds each read; deadline bounds the URL: redirects, retries and body."""
+    download_settings.timeout, download_settings.deadline = 0.5, 1.5
+    server.routes.update(
+        {
+            "/trickle.jpg": Route(images.jpeg(1), trickle=0.2),  # a byte well within timeout
+            "/stall.jpg": Route(images.jpeg(2), delay=0, trickle=3),  # headers, one byte, stall
+            "/busy.jpg": Route(status=503, headers={"Retry-After": "15"}),
+            "/loop-1": Route(status=302, headers={"Location": "/loop-2"}),
+            "/loop-2": Route(status=302, headers={"Location": "/loop-1"}),
+        }
+    )
+    rows = by_url(
+        download_urls([server.url(path) for path in server.routes], tmp_path, download_settings)
+    )
+
+    def outcome(path):
+        return rows[server.url(path)]["status"], rows[server.url(path)]["seconds"]
+
+    for path in ("/trickle.jpg", "/stall.jpg"):
+        status, seconds = outcome(path)
+        assert status == "timeout" and seconds < download_settings.deadline + 0.3, path
+    status, seconds = outcome("/busy.jpg")
+    assert status == "http_error" and seconds < 1  # Retry-After is not waited for
+    assert server.requests["/busy.jpg"] == 1 + download_settings.retries
+    assert outcome("/loop-1")[0] == "http_error"
+    assert "redirects" in rows[server.url("/loop-1")]["error"]
+
+
+def test_a_class_of_slow_urls_ends_within_its_share_of_deadlines(
+    server, tmp_path, download_settings
+):
+    download_settings.timeout, download_settings.deadline = 0.5, 1.0
+    download_settings.workers = 4
+    for index in range(8):
+        server.routes[f"/{index}.jpg"] = Route(images.jpeg(index), trickle=0.1)
+    started = time.monotonic()
+    table = download_urls(
+        [server.url(f"/{index}.jpg") for index in range(8)], tmp_path, download_settings
+    )
+    assert set(table["status"]) == {"timeout"}
+    assert time.monotonic() - started < 2 * download_settings.deadline + 0.5  # ceil(8 / 4) = 2
+
+
+def test_every_malformed_line_is_a_row(tmp_path, download_settings):
+    lines = [
+        "http://[::1/x.jpg",
+        "http://" + "a" * 64 + ".example.org/x.jpg",
+        "/x/\0.jpg",
+        "file:///etc/%00passwd",
+        "http:///x.jpg",
+        "http://example.org:99999/x.jpg",
+        "http://example.org:port/x.jpg",
+    ]
+    table = download_urls(lines, tmp_path, download_settings)
+    assert list(table["url"]) == lines
+    assert set(table["status"]) == {"invalid_url"}, table[["url", "status", "error"]]
+    assert table["error"].str.len().gt(0).all()
+
+
+def test_local_files_and_services_are_fetched_only_when_allowed(
+    server, tmp_path, download_settings
+):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::\n")
+    photo = tmp_path / "private.png"
+    photo.write_bytes(images.png(1))
+    server.routes["/a.jpg"] = Route(images.jpeg(2))
+    port = server.url("/").split(":")[-1].rstrip("/")
+    urls = [
+        str(secret),
+        secret.as_uri(),
+        str(photo),
+        "~/private.png",
+        server.url("/a.jpg"),
+        f"http://localhost:{port}/a.jpg",
+        f"http://0x7f000001:{port}/a.jpg",
+        f"http://[::ffff:127.0.0.1]:{port}/a.jpg",
+    ]
+    download_settings.allow_local = False
+    table = download_urls(urls, tmp_path / "store", download_settings)
+    assert set(table["status"]) == {"blocked"}, table[["url", "status", "error"]]
+    assert table["error"].str.contains("allow_local").all()
+    assert server.requests["/a.jpg"] == 0
+    assert list((tmp_path / "store").iterdir()) == [tmp_path / "store" / "journal.jsonl"]
+
+    download_settings.allow_local = True
+    rows = by_url(download_urls(urls, tmp_path / "allowed", download_settings))
+    assert rows[str(secret)]["status"] == "not_image"
+    assert rows[str(photo)]["status"] == "ok"
+    assert rows[server.url("/a.jpg")]["status"] == "ok"
+    assert all("SECRET" not in row["error"] for row in rows.values())
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_or_device_is_no_image_and_never_waited_on(tmp_path, download_settings):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    table = download_urls(
+        [str(fifo), "/dev/zero", fifo.as_uri()], tmp_path / "store", download_settings
+    )
+    assert list(table["status"]) == ["file_error"] * 3
+    assert table["error"].str.contains("not a regular file").all()

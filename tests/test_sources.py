@@ -1,14 +1,17 @@
+import io
+import logging
+import stat
 import tarfile
 import zipfile
 
 import pytest
 
+from imgclf.archives import Limits, fetch_archive
 from imgclf.demo import DIGIT_NAMES, write_digits
 from imgclf.sources import (
     SourceError,
     archive_dir_name,
     class_urls,
-    fetch_archive,
     list_images,
     read_url_list,
     search_images,
@@ -62,6 +65,11 @@ def test_a_pattern_can_match_folders(tmp_path):
     ]
 
 
+@pytest.fixture
+def limits():
+    return Limits(max_bytes=10_000_000, max_members=100, max_ratio=100, deadline=5)
+
+
 def make_archive(tmp_path, kind):
     members = {"images/cat_1.jpg": images.jpeg(1), "images/dog_1.jpg": images.jpeg(2)}
     path = tmp_path / f"pets.{kind}"
@@ -80,25 +88,35 @@ def make_archive(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
-def test_a_local_archive_is_unpacked(tmp_path, kind):
+def test_a_local_archive_is_unpacked(tmp_path, kind, limits):
     dest = tmp_path / "out"
-    fetch_archive(str(make_archive(tmp_path, kind)), dest)
+    fetch_archive(str(make_archive(tmp_path, kind)), dest, limits)
     assert class_urls("archive", {"pattern": r"(\w+)_\d+\.jpg"}, "dog", [str(dest)]) == [
         str(dest / "images" / "dog_1.jpg")
     ]
 
 
-def test_an_archive_is_downloaded_by_url(server, tmp_path):
+def test_an_archive_is_downloaded_by_url(server, tmp_path, limits):
     server.routes["/pets.tar.gz"] = Route(make_archive(tmp_path, "tar.gz").read_bytes())
     dest = tmp_path / "out"
-    fetch_archive(server.url("/pets.tar.gz"), dest)
+    fetch_archive(server.url("/pets.tar.gz"), dest, limits)
     assert len(list_images(dest)) == 2
     assert not list(tmp_path.glob("*.download"))
 
 
-def test_an_archive_that_is_missing_online_is_a_clear_error(server, tmp_path):
+def test_an_archive_that_is_missing_online_is_a_clear_error(server, tmp_path, limits):
     with pytest.raises(SourceError, match="cannot download archive .*404"):
-        fetch_archive(server.url("/absent.tar.gz"), tmp_path / "out")
+        fetch_archive(server.url("/absent.tar.gz"), tmp_path / "out", limits)
+
+
+def test_an_archive_download_past_its_deadline_is_refused(server, tmp_path, limits):
+    limits.deadline = 1
+    server.routes["/slow.tar.gz"] = Route(
+        make_archive(tmp_path, "tar.gz").read_bytes(), trickle=0.05
+    )
+    with pytest.raises(SourceError, match="slow.tar.gz.*deadline of 1 s"):
+        fetch_archive(server.url("/slow.tar.gz"), tmp_path / "out", limits)
+    assert not list(tmp_path.glob("*.download"))
 
 
 def test_archive_folders_are_unique_per_location():
@@ -107,14 +125,91 @@ def test_archive_folders_are_unique_per_location():
     assert first != archive_dir_name("https://example.org/b/images.tar.gz")
 
 
-def test_a_tar_member_outside_the_archive_is_refused(tmp_path):
+@pytest.mark.parametrize("name", ["../escaped.jpg", "/tmp/escaped.jpg", "a/../../escaped.jpg"])
+def test_a_member_outside_the_archive_refuses_it_naming_both(tmp_path, limits, name):
     path = tmp_path / "evil.tar"
     with tarfile.open(path, "w") as archive:
-        info = tarfile.TarInfo("../escaped.jpg")
-        archive.addfile(info)
-    with pytest.raises(tarfile.OutsideDestinationError):
-        fetch_archive(str(path), tmp_path / "out")
+        archive.addfile(tarfile.TarInfo(name))
+    with pytest.raises(SourceError, match=f"archive {path} refused: member .* outside"):
+        fetch_archive(str(path), tmp_path / "out", limits)
     assert not (tmp_path / "escaped.jpg").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def add_member(archive, name, data=b"", **fields):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for field, value in fields.items():
+        setattr(info, field, value)
+    archive.addfile(info, io.BytesIO(data))
+
+
+def test_only_files_and_folders_come_out_of_a_tar(tmp_path, limits, caplog):
+    """A link, however it points, could be written through (CVE-2025-4517): none is made."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path = tmp_path / "links.tar"
+    with tarfile.open(path, "w") as archive:
+        add_member(archive, "images/cat_1.jpg", images.jpeg(1))
+        add_member(archive, "escape", type=tarfile.SYMTYPE, linkname=str(outside))
+        add_member(archive, "escape/planted.jpg", images.jpeg(2))
+        add_member(archive, "hard", type=tarfile.LNKTYPE, linkname="/etc/passwd")
+        add_member(archive, "fifo", type=tarfile.FIFOTYPE)
+        add_member(archive, "null", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+    dest = tmp_path / "out"
+    with caplog.at_level(logging.INFO):
+        fetch_archive(str(path), dest, limits)
+    assert list(outside.iterdir()) == []
+    found = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert found == ["escape", "escape/planted.jpg", "images", "images/cat_1.jpg"]
+    assert all(not p.is_symlink() for p in dest.rglob("*"))
+    assert "skipped 4 members" in caplog.text
+
+
+def test_a_zip_symlink_member_is_skipped(tmp_path, limits):
+    path = tmp_path / "links.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        link = zipfile.ZipInfo("escape")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, str(tmp_path))
+        archive.writestr("cat_1.jpg", images.jpeg(1))
+    dest = tmp_path / "out"
+    fetch_archive(str(path), dest, limits)
+    assert sorted(p.name for p in dest.iterdir()) == ["cat_1.jpg"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_bomb_is_refused_and_leaves_nothing(tmp_path, limits, kind):
+    path = tmp_path / f"bomb.{kind}"
+    zeros = bytes(2_000_000)  # compresses about a thousand times
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("zeros.bmp", zeros)
+    else:
+        with tarfile.open(path, "w:gz") as archive:
+            add_member(archive, "zeros.bmp", zeros)
+    with pytest.raises(SourceError, match=f"bomb.{kind} refused: .*max_ratio=100"):
+        fetch_archive(str(path), tmp_path / "out", limits)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_archive_past_its_member_or_byte_limit_is_refused(tmp_path, limits):
+    path = tmp_path / "many.tar"
+    with tarfile.open(path, "w") as archive:
+        for index in range(101):
+            add_member(archive, f"{index}.jpg", images.jpeg(index))
+    with pytest.raises(SourceError, match="more than max_members=100 members"):
+        fetch_archive(str(path), tmp_path / "out", limits)
+    limits.max_members, limits.max_bytes = 1000, 1000
+    with pytest.raises(SourceError, match="more than 1000 bytes"):
+        fetch_archive(str(path), tmp_path / "out", limits)
+
+
+def test_a_file_that_is_no_archive_is_a_clear_error(tmp_path, limits):
+    path = tmp_path / "photos.zip"
+    path.write_bytes(images.jpeg(1))
+    with pytest.raises(SourceError, match="photos.zip refused: it is neither a tar nor a zip"):
+        fetch_archive(str(path), tmp_path / "out", limits)
 
 
 def test_search_offline_fails_naming_the_query(monkeypatch):

@@ -72,7 +72,12 @@ def pipeline(tmp_path_factory):
                     "bird": {"folder": "photos/birds"},
                     "fish": {"archive": server.url("/fish.tar.gz"), "pattern": r"^(\w+)_\d+"},
                 },
-                "download": {"max_bytes": 50_000, "timeout": 1, "backoff": 0.01},
+                "download": {
+                    "max_bytes": 50_000,
+                    "timeout": 1,
+                    "backoff": 0.01,
+                    "allow_local": True,
+                },
                 "verify": {"max_size": 32, "min_size": 16},
                 "split": {"valid_pct": 0.3},
             },

@@ -36,6 +36,7 @@ rule fetch_archive:
         "../envs/imgclf.yaml"
     params:
         location=lambda wildcards: ARCHIVES[wildcards.archive],
+        limits=lookup(dpath="archives", within=config),
     script:
         "../../scripts/fetch_archive.py"
 
@@ -70,7 +71,7 @@ rule download:
     conda:
         "../envs/imgclf.yaml"
     params:
-        settings=lookup(dpath="download", within=config),
+        settings=download_settings,
     script:
         "../../scripts/download.py"
 
