@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from .files import write_csv
-from .preprocess import square
+from .preprocess import as_srgb, square
 
 BATCH_SIZE = 32
 
@@ -46,18 +46,25 @@ class Predictor:
         )
 
     def pixels(self, image: Image.Image) -> np.ndarray:
-        """The model's input for one image: uint8 (3, size, size), as model.json describes."""
-        return np.asarray(square(image, self.meta["image_size"])).transpose(2, 0, 1)
+        """The model's input for one decoded image: uint8 (3, size, size), as model.json says."""
+        return np.asarray(square(as_srgb(image), self.meta["image_size"])).transpose(2, 0, 1)
 
-    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        batch = np.stack([self.pixels(image) for image in images])
-        return self.session.run(None, {self.meta["input"]["name"]: batch})[0]
+    def file_pixels(self, path: str | Path) -> np.ndarray:
+        """The model's input for one file. A JPEG is decoded at the smallest scale that still
+        covers the input size, and the photo is let go at once: a batch holds model-size
+        arrays, not photos."""
+        size = self.meta["image_size"]
+        with Image.open(path) as image:
+            image.draft(None, (size, size))
+            return self.pixels(image)
+
+    def probabilities(self, batch: list[np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {self.meta["input"]["name"]: np.stack(batch)})[0]
 
     def predict(self, image: str | Path | Image.Image) -> Prediction:
-        if not isinstance(image, Image.Image):
-            with Image.open(image) as opened:
-                return self.predict(opened.convert("RGB"))
-        return self.as_prediction(self.probabilities([image])[0])
+        in_memory = isinstance(image, Image.Image)
+        pixels = self.pixels(image) if in_memory else self.file_pixels(image)
+        return self.as_prediction(self.probabilities([pixels])[0])
 
     def as_prediction(self, probabilities: np.ndarray) -> Prediction:
         index = int(probabilities.argmax())
@@ -69,18 +76,19 @@ class Predictor:
         reason it could not be read (error)."""
         rows = []
         for start in range(0, len(paths), batch_size):
-            images, readable = [], []
+            batch, readable = [], []
             for path in paths[start : start + batch_size]:
                 row = {"path": path, "error": ""}
                 rows.append(row)  # in the order given; filled in below once its batch is run
                 try:
-                    with Image.open(path) as image:
-                        images.append(image.convert("RGB"))
+                    batch.append(self.file_pixels(path))
                     readable.append(row)
-                except (UnidentifiedImageError, OSError) as error:
+                except UnidentifiedImageError as error:
                     row["error"] = f"not an image: {error}"
-            if images:
-                for row, probabilities in zip(readable, self.probabilities(images), strict=True):
+                except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+                    row["error"] = f"cannot read: {error}"
+            if batch:
+                for row, probabilities in zip(readable, self.probabilities(batch), strict=True):
                     prediction = self.as_prediction(probabilities)
                     row.update(label=prediction.label, index=prediction.index,
                                probability=prediction.probabilities[prediction.label],

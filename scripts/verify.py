@@ -7,9 +7,11 @@ from imgclf.logs import setup_logging
 from imgclf.verify import Settings, summarise, verify_downloads
 
 
-def main(tables: list[str], outputs, settings: dict, threads: int) -> None:
+def main(tables: list[str], outputs, settings: dict, threads: int, memory_mb: int) -> None:
     downloads = {Path(table).stem: read_csv(table) for table in tables}
-    manifest, rejected = verify_downloads(downloads, outputs.images, Settings(**settings), threads)
+    manifest, rejected = verify_downloads(
+        downloads, outputs.images, Settings(**settings), threads, memory_mb
+    )
     write_csv(outputs.rejected, rejected)
     write_csv(outputs.summary, summarise(manifest, rejected, list(downloads)))
     write_csv(outputs.manifest, manifest)
@@ -22,4 +24,5 @@ if __name__ == "__main__":
         snakemake.output,
         snakemake.params.settings,
         snakemake.threads,
+        snakemake.resources.mem_mb,
     )

@@ -320,3 +320,57 @@ def test_training_and_interpret_jobs_ask_for_the_configured_gpus(tmp_path):
     jobs = re.findall(r"^rule (\w+):.*?^\s+resources: (.*?)$", plan, re.MULTILINE | re.DOTALL)
     asking = {rule for rule, resources in jobs if "gpu=1, gpu_model=a100" in resources}
     assert asking == {"lr_find", "train_stage1", "finetune_stage2", "interpret"}
+
+
+def test_predict_reads_every_file_as_verify_does_and_never_dies_on_one(trained, tmp_path):
+    from imgclf.predict import Predictor
+
+    from . import images
+
+    predictor = Predictor(trained / "results/export")
+    grey = np.array([[1000] * 16 + [32768] * 16] * 32)
+    swapped = images.icc_rgb_profile(images.SRGB_BLUE, images.SRGB_GREEN, images.SRGB_RED)
+    files = {
+        "bomb.png": images.png_header_only(20000, 20000),
+        "deep.png": images.high_depth(grey.astype(np.uint16), "PNG"),
+        "eight.png": images.high_depth(np.round(grey / 257).astype(np.uint8), "PNG"),
+        "profiled.png": images.with_profile((255, 0, 0), swapped),
+        "blue.png": images.encode(Image.new("RGB", (32, 32), (0, 0, 255)), "PNG"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    table = predictor.predict_files(sorted(str(tmp_path / name) for name in files))
+    rows = table.set_index(table["path"].map(lambda path: Path(path).name))
+    assert rows.at["bomb.png", "error"].startswith("cannot read")
+    assert pd.isna(rows.at["bomb.png", "index"])
+    for same, as_ in (("deep.png", "eight.png"), ("profiled.png", "blue.png")):
+        assert rows.loc[same, CLASSES].astype(float).tolist() == pytest.approx(
+            rows.loc[as_, CLASSES].astype(float).tolist(), abs=1e-3
+        ), same
+
+
+@pytest.mark.timeout(300)
+def test_predict_holds_a_batch_of_model_size_images_not_photos(trained, tmp_path):
+    """Eight 4000 x 4000 photos kept for one batch are 384 MB; one at a time, 48 MB."""
+    script = f"""
+import resource
+import numpy as np
+from PIL import Image
+from imgclf.predict import Predictor
+paths = []
+for index in range(8):
+    paths.append("{tmp_path}/%d.png" % index)
+    pixels = np.zeros((4000, 4000, 3), np.uint8)
+    pixels[index] = 255
+    Image.fromarray(pixels).save(paths[-1], compress_level=1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+table = Predictor("{trained / "results/export"}").predict_files(paths)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print((table["error"] == "").sum(), round(after - before))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    predicted, grown_mb = map(int, result.stdout.split())
+    assert predicted == 8
+    assert grown_mb < 200, grown_mb  # 8 photos kept for the batch would be 384 MB

@@ -1,10 +1,12 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from imgclf.verify import Rejected, normalise_image, summarise, to_rgb, verify_downloads
+from imgclf.preprocess import on_white
+from imgclf.verify import Rejected, normalise_image, summarise, verify_downloads
 
 from . import images
 
@@ -35,7 +37,7 @@ def test_every_mode_becomes_rgb(tmp_path, verify_settings, data):
 
 def test_transparency_is_laid_on_white():
     clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
-    assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert on_white(clear).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_large_images_shrink_to_max_size_keeping_their_shape(tmp_path, verify_settings):
@@ -106,7 +108,7 @@ def test_verify_downloads_sorts_images_into_manifest_and_rejected(tmp_path, veri
     assert reasons[("u/404", "cat")] == "http_error: HTTP 404 Not Found"
     assert reasons[("u/shared-1", "cat")].startswith("duplicate across classes: cat, dog")
     assert reasons[("u/shared-2", "dog")].startswith("duplicate across classes")
-    assert reasons[("u/none-1", "cat")].startswith("placeholder: the same content came from 3")
+    assert reasons[("u/none-1", "cat")] == "placeholder: 3 URLs of cat, dog returned it"
     assert reasons[("u/none-2", "cat")] == reasons[("u/none-3", "dog")]
     assert reasons[("u/broken", "cat")].startswith("cannot decode")
     assert len(rejected) == 7  # a row per URL: 404, 2 shared, 3 placeholder, broken
@@ -129,3 +131,97 @@ def test_summary_counts_kept_and_rejected_images_by_kind_of_reason():
     assert summary.loc["bees"].tolist() == [1, 2, 1, 1]
     assert summary.loc["wasps"].tolist() == [0, 0, 0, 0]
     assert list(summary.columns) == ["kept", "rejected", "http_error", "placeholder"]
+
+
+HALF_AND_HALF = np.array([[1000] * 8 + [32768] * 8] * 32)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (images.high_depth(HALF_AND_HALF.astype(np.uint16), "PNG"), (4, 128)),  # value / 257
+        (images.high_depth(HALF_AND_HALF.astype(np.int32), "TIFF"), (0, 255)),  # stretched
+        (images.high_depth((HALF_AND_HALF / 65535).astype(np.float32), "TIFF"), (0, 255)),
+    ],
+)
+def test_high_depth_greyscale_is_scaled_not_clipped(tmp_path, verify_settings, data, expected):
+    source = write(tmp_path / "deep.img", data)
+    result = normalise_image(source, tmp_path / "out", "deep", verify_settings)
+    with Image.open(result["path"]) as out:
+        pixels = np.asarray(out)
+    assert out.mode == "RGB"
+    assert tuple(pixels[16, [2, 13], 0]) == pytest.approx(expected, abs=1)
+
+
+def test_an_icc_profile_is_applied(tmp_path, verify_settings):
+    """Red under a profile whose red is sRGB's blue must come out blue."""
+    swapped = images.icc_rgb_profile(images.SRGB_BLUE, images.SRGB_GREEN, images.SRGB_RED)
+    for fmt in ("PNG", "JPEG"):
+        source = write(tmp_path / f"p3.{fmt}", images.with_profile((255, 0, 0), swapped, fmt))
+        result = normalise_image(source, tmp_path / "out", f"p3-{fmt}", verify_settings)
+        with Image.open(result["path"]) as out:
+            red, green, blue = out.getpixel((10, 10))
+        assert red < 10 and green < 10 and blue > 245, fmt
+
+
+def test_a_photo_saved_three_times_is_kept_once_and_a_card_many_urls_serve_is_not(
+    tmp_path, verify_settings
+):
+    files = {
+        "photo": write(tmp_path / "photo.jpg", images.jpeg(1, size=(80, 60))),
+        "card": write(tmp_path / "card.png", images.encode(images.card(), "PNG")),
+        "card-one-class": write(
+            tmp_path / "card2.png", images.encode(images.card((320, 200)), "PNG")
+        ),
+    }
+    cat = [download_row("u/photo-1", image_id="photo", path=files["photo"])]
+    cat += [download_row(f"u/photo-{n}", "duplicate", "photo", files["photo"]) for n in (2, 3)]
+    cat += [download_row(f"u/card-{n}", image_id="card", path=files["card"]) for n in (1, 2)]
+    cat += [
+        download_row(f"u/card2-{n}", image_id="card-one-class", path=files["card-one-class"])
+        for n in (1, 2, 3)
+    ]
+    dog = [download_row(f"u/card-{n}", image_id="card", path=files["card"]) for n in (3, 4)]
+    manifest, rejected = verify_downloads(
+        {"cat": pd.DataFrame(cat), "dog": pd.DataFrame(dog)}, tmp_path / "out", verify_settings
+    )
+    assert manifest[["id", "label", "source"]].values.tolist() == [["photo", "cat", "u/photo-1"]]
+    reasons = rejected.groupby("id")["reason"].first()
+    assert reasons["card"] == "placeholder: 4 URLs of cat, dog returned it"
+    assert reasons["card-one-class"] == "placeholder: a flat card that 3 URLs returned"
+    assert "photo" not in set(rejected["id"])
+
+
+@pytest.mark.timeout(120)
+def test_verify_holds_decoded_pixels_within_its_memory(tmp_path):
+    """Eight 4000 x 4000 RGBA PNGs of a few hundred KB each on eight threads: 2.2 GB at once
+    without a bound; the rule declares 1500 MB."""
+    script = f"""
+import resource, sys
+import numpy as np, pandas as pd
+from PIL import Image
+from imgclf.verify import Settings, verify_downloads
+rows = []
+for index in range(8):
+    path = "{tmp_path}/big-%d.png" % index
+    pixels = np.zeros((4000, 4000, 4), np.uint8)
+    pixels[..., index % 4] = 255
+    pixels[index, index] = 1
+    Image.fromarray(pixels, "RGBA").save(path, compress_level=1)
+    rows.append(dict(url=path, status="ok", http_code=200, bytes=0, seconds=0, id="big%d" % index,
+                     path=path, error=""))
+settings = Settings(max_size=64, min_size=16, max_pixels=50_000_000, placeholder_urls=3)
+manifest, _ = verify_downloads({{"cat": pd.DataFrame(rows)}}, "{tmp_path}/out", settings,
+                               threads=8, memory_mb=int(sys.argv[1]))
+print(len(manifest), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+"""
+    import subprocess
+    import sys
+
+    declared = 1500
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(declared)], capture_output=True, text=True, check=True
+    )
+    kept, peak_mb = map(int, result.stdout.split())
+    assert kept == 8
+    assert peak_mb < declared, peak_mb
