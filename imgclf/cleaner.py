@@ -20,7 +20,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .config import read_config
-from .files import read_csv
+from .files import TableError, read_csv
 from .review import (
     KEEP,
     MANIFEST,
@@ -35,6 +35,7 @@ from .split import DROP, LabelsError
 SPLIT = "results/split/split.csv"
 IMAGE_ID = re.compile(r"^/image/([0-9a-f]{16})$")
 MAX_BODY = 4096
+REQUEST_TIMEOUT = 10  # seconds a client may take to send a request it announced
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
@@ -95,20 +96,43 @@ class Cleaner:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """GET /, /api/images and /image/<id>; POST /api/decision. Anything else is refused."""
+    """GET /, /api/images and /image/<id>; POST /api/decision. Anything else is refused.
+
+    Only requests for this server by name (127.0.0.1:PORT or localhost:PORT) are answered, and
+    a decision only from a page of those origins: another site's page that a browser was led
+    to this port (DNS rebinding, a form) can neither read the images nor write a label.
+    """
 
     cleaner: Cleaner
     server_version = "imgclf-cleaner"
+    timeout = REQUEST_TIMEOUT
+
+    def hosts(self) -> set[str]:
+        port = self.server.server_port
+        return {f"127.0.0.1:{port}", f"localhost:{port}"}
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.headers.get("Host") not in self.hosts():
+            self.send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host"})
+            return False
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         if self.path == "/":
             page = files("imgclf").joinpath("cleaner.html").read_bytes()
             self.send(HTTPStatus.OK, page, "text/html; charset=utf-8")
         elif self.path == "/api/images":
+            try:
+                images = self.cleaner.images()
+            except TableError as error:
+                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
+                return
             state = {
                 "classes": self.cleaner.classes,
                 "labels_file": str(self.cleaner.labels_path),
-                "images": self.cleaner.images(),
+                "images": images,
             }
             self.send_json(HTTPStatus.OK, state)
         elif match := IMAGE_ID.match(self.path):
@@ -121,21 +145,35 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
             return
         origin = self.headers.get("Origin")
-        if origin is not None and origin != f"http://{self.headers.get('Host')}":
+        if origin is not None and origin not in {f"http://{host}" for host in self.hosts()}:
             self.send_json(HTTPStatus.FORBIDDEN, {"error": "decisions come from this page only"})
             return
         if self.headers.get_content_type() != "application/json":
             self.send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send JSON"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self.close_connection = True  # where its body ends is unknown
+            self.send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a decimal Content-Length"})
+            return
+        if int(length) > MAX_BODY:
+            self.close_connection = True
             self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "request too large"})
             return
         try:
-            body = json.loads(self.rfile.read(length))
+            data = self.rfile.read(int(length))
+        except TimeoutError:
+            self.close_connection = True
+            self.send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": "the body did not arrive"})
+            return
+        try:
+            body = json.loads(data)
             if not isinstance(body, dict) or set(body) != {"id", "decision"}:
                 raise ReviewError('send {"id": ..., "decision": ...}')
             result = self.cleaner.decide(str(body["id"]), str(body["decision"]))
+        except RecursionError:
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": "JSON nested too deeply"})
+            return
         except (ValueError, ReviewError, LabelsError) as error:
             self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
             return
@@ -162,6 +200,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        # One key drops an image: no other page may frame this one and trick the keys out.
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
+        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(body)
 
@@ -191,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.directory)
     try:
         server = make_server(folder, read_config(folder / args.config), args.port)
-    except (FileNotFoundError, OSError) as error:
+    except (FileNotFoundError, OSError, TableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Label cleaner on http://127.0.0.1:{server.server_port}/ (Ctrl-C to stop)", flush=True)

@@ -1,5 +1,6 @@
 """Writing files so that an interrupted job never leaves a half-written one under its final name."""
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -9,19 +10,53 @@ from pathlib import Path
 import pandas as pd
 
 
+def fsync_path(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    The file and then its folder are synced, so after a crash `path` is the old file or the
+    whole new one. Temporary files that a killed writer of `path` left are removed first:
+    one writer a file is the workflow's rule (and `locked` for the labels file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.part"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
         yield Path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of `path`, against other processes too.
+
+    The lock is on the folder, since an atomic write replaces the file itself; it is released
+    when the block ends or the process dies.
+    """
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -34,6 +69,19 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
+class TableError(ValueError):
+    """A CSV file cannot be read as a table; the message names the file."""
+
+
 def read_csv(path: str | Path) -> pd.DataFrame:
     """Read one of the workflow's tables with every column as text, empty cells as ''."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError as error:
+        raise TableError(f"{path} is empty: a table needs at least its header line") from error
+    except pd.errors.ParserError as error:
+        raise TableError(f"{path} is not a readable CSV table: {error}".strip()) from error
+    except UnicodeDecodeError as error:
+        raise TableError(
+            f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from error

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import read_config
-from .files import read_csv, write_csv
+from .files import TableError, locked, read_csv, write_csv
 from .split import DROP, LabelsError, apply_labels
 
 KEEP = "keep"
@@ -86,7 +86,9 @@ def updated_labels(
     existing = labels["id"].str.strip().isin(changes)
     labels.loc[existing, "label"] = labels.loc[existing, "id"].str.strip().map(changes)
     added = [image_id for image_id in changes if image_id not in set(labels["id"].str.strip())]
-    new_rows = pd.DataFrame({"id": added, "label": [changes[image_id] for image_id in added]})
+    new_rows = pd.DataFrame(
+        {"id": added, "label": [changes[image_id] for image_id in added]}, dtype=str
+    )
     labels = pd.concat([labels, new_rows], ignore_index=True)
     dropped = sum(decision == DROP for decision in changes.values())
     return labels, Outcome(len(changes) - dropped, dropped, len(decisions) - len(changes))
@@ -96,12 +98,14 @@ def write_decisions(
     labels_path: str | Path, manifest: pd.DataFrame, decisions: dict[str, str], classes: list[str]
 ) -> Outcome:
     """Put decisions (id -> class or drop) into the labels file; nothing is written on an
-    error, nor when nothing changes."""
-    labels = read_labels(labels_path)
-    new_labels, outcome = updated_labels(labels, manifest, decisions)
-    apply_labels(manifest, new_labels, classes)  # the checks split makes, before writing
-    if outcome.relabelled or outcome.dropped:
-        write_csv(labels_path, new_labels)
+    error, nor when nothing changes. The read and the write are one step under a lock, so the
+    cleaner and `python -m imgclf.review` at once lose no decision."""
+    with locked(labels_path):
+        labels = read_labels(labels_path)
+        new_labels, outcome = updated_labels(labels, manifest, decisions)
+        apply_labels(manifest, new_labels, classes)  # the checks split makes, before writing
+        if outcome.relabelled or outcome.dropped:
+            write_csv(labels_path, new_labels)
     return outcome
 
 
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     labels_path = config["labels"]
     try:
         outcome = apply_review(args.review, labels_path, args.manifest, list(config["classes"]))
-    except (ReviewError, LabelsError) as error:
+    except (ReviewError, LabelsError, TableError) as error:
         print(f"error: {error}; {labels_path} is unchanged", file=sys.stderr)
         return 1
     summary = (f"{labels_path}: {outcome.relabelled} relabelled, {outcome.dropped} dropped, "

@@ -1,7 +1,10 @@
 """The label cleaner: its server, and its page in a real headless Chromium."""
 
+import socket
 import threading
+import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -24,6 +27,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture
 def cleaner(trained):
     server = make_server(trained, read_config(trained / "config.yaml"), port=0)
+    server.RequestHandlerClass.timeout = 1  # seconds a client may stall; 10 when run for real
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
@@ -110,3 +114,50 @@ def test_keep_undoes_a_relabel(cleaner, trained):
     assert read_csv(trained / "labels.csv").values.tolist() == [[image_id, original]]
     state = requests.get(f"{cleaner}/api/images", timeout=5).json()
     assert [image["decision"] for image in state["images"] if image["id"] == image_id] == [original]
+
+
+def test_only_requests_for_this_server_by_name_are_answered(cleaner, trained):
+    """DNS rebinding: evil.example resolved to 127.0.0.1 sends its own Host and Origin."""
+    image_id = read_csv(trained / "results/verify/manifest.csv")["id"][0]
+    port = urlparse(cleaner).port
+    evil = {"Host": "evil.example", "Origin": "http://evil.example"}
+    for path in ("/", "/api/images", f"/image/{image_id}"):
+        assert requests.get(cleaner + path, headers=evil, timeout=5).status_code == 421, path
+    assert post(cleaner, {"id": image_id, "decision": "drop"}, **evil).status_code == 421
+    assert not (trained / "labels.csv").exists()
+
+    page = requests.get(f"http://localhost:{port}/", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+        assert post(cleaner, {"id": image_id, "decision": "keep"}, Origin=origin).ok, origin
+    mismatched = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port + 1}"}
+    assert post(cleaner, {"id": image_id, "decision": "drop"}, **mismatched).status_code == 403
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, float]:
+    """Send bytes as they are; the status code and the seconds the answer took."""
+    parsed = urlparse(url)
+    started = time.monotonic()
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=5) as connection:
+        request = head.replace("HOST", parsed.netloc).replace("\n", "\r\n") + "\r\n"
+        connection.sendall(request.encode() + body)
+        answer = connection.recv(1024).decode()
+    return int(answer.split()[1]), time.monotonic() - started
+
+
+def test_malformed_requests_get_a_4xx_and_never_hang(cleaner, trained):
+    post_head = "POST /api/decision HTTP/1.1\nHost: HOST\nContent-Type: application/json\n"
+    deep = b"[" * 2000 + b"]" * 2000
+    cases = [
+        (post_head + "Content-Length: abc\n", b"{}", 411),
+        (post_head + "Content-Length: -1\n", b"{}", 411),
+        (post_head + "Content-Length: 100\n", b'{"id": "', 408),  # and then nothing
+        (post_head + f"Content-Length: {len(deep)}\n", deep, 400),
+        ("GET / HTTP/1.1\n", b"", 421),  # no Host at all
+    ]
+    for head, body, status in cases:
+        answered, seconds = raw_request(cleaner, head, body)
+        assert (answered, seconds < 3) == (status, True), head
+    assert not (trained / "labels.csv").exists()

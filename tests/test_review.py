@@ -1,9 +1,13 @@
 """The cleaning loop: a review's decisions into the labels file, checked before writing."""
 
+import signal
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
-from imgclf.files import read_csv
+from imgclf.files import read_csv, write_csv
 from imgclf.review import ReviewError, apply_review, main
 
 CLASSES = ["ant", "bee"]
@@ -93,3 +97,66 @@ def test_the_command_reads_classes_and_labels_file_from_the_config(workdir, caps
     with pytest.raises(SystemExit):
         main(["missing.csv", "--manifest", "manifest.csv"])
     assert "missing.csv does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'id,decision\n"0000000000000001,bee\n', "review.csv is not a readable CSV table"),
+        (b"", "review.csv is empty"),
+        ("id,decision\n0000000000000001,abeille\xe9\n".encode("latin-1"),
+         "review.csv is not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_a_broken_review_or_labels_file_is_one_line_naming_it(workdir, capsys, content, message):
+    (workdir / "review.csv").write_bytes(content)
+    assert main(["review.csv", "--manifest", "manifest.csv"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message}") and error.count("\n") == 1
+    write_review({IDS[1]: "bee"})
+    (workdir / "my_labels.csv").write_bytes(content.replace(b"decision", b"label"))
+    assert main(["review.csv", "--manifest", "manifest.csv"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {message.replace('review', 'my_labels')}")
+
+
+WRITER = """
+import sys
+import pandas as pd
+from imgclf.review import write_decisions
+manifest = pd.read_csv("manifest.csv", dtype=str)
+for image_id in sys.argv[1:]:
+    write_decisions("my_labels.csv", manifest, {image_id: "bee"}, ["ant", "bee"])
+"""
+
+
+def test_two_writers_of_the_labels_file_lose_no_decision(workdir):
+    """The cleaner and `python -m imgclf.review` at once: each reads, changes and writes."""
+    ids = [f"{index:016x}" for index in range(80)]
+    pd.DataFrame({"id": ids, "path": [f"{i}.png" for i in ids], "label": "ant"}).to_csv(
+        "manifest.csv", index=False
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, *ids[start::2]]) for start in (0, 1)]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    assert sorted(read_csv("my_labels.csv")["id"]) == ids
+    assert not list(workdir.glob(".*.part"))
+
+
+KILLED_WRITER = """
+import os, sys, time
+from imgclf.files import atomic_path
+with atomic_path("table.csv") as tmp:
+    tmp.write_text("half of a ")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_file_and_no_part_behind(workdir):
+    write_csv("table.csv", pd.DataFrame({"a": [1]}))
+    with subprocess.Popen([sys.executable, "-c", KILLED_WRITER], stdout=subprocess.PIPE) as writer:
+        assert writer.stdout.readline() == b"writing\n"
+        writer.send_signal(signal.SIGKILL)
+    assert read_csv("table.csv").values.tolist() == [["1"]]
+    write_csv("table.csv", pd.DataFrame({"a": [2]}))
+    assert read_csv("table.csv").values.tolist() == [["2"]]
+    assert not list(workdir.glob(".*.part"))
