@@ -2,12 +2,15 @@
 # This file is the table of contents; the rules live in workflow/rules/.
 from snakemake.utils import min_version, validate
 
+from imgclf.config import check_config_size
+
 min_version("9.0")
 
 
 configfile: "config.yaml"
 
 
+check_config_size(config)  # before validate, which would walk a YAML bomb for ever
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

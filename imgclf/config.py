@@ -11,8 +11,38 @@ from .sources import SOURCE_KINDS, is_url
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
 
+MAX_CONFIG_VALUES = 100_000  # a real config has hundreds; a YAML bomb has billions
+
+
 class ConfigError(ValueError):
     pass
+
+
+def check_config_size(config) -> None:
+    """Refuse a config that YAML aliases expand past MAX_CONFIG_VALUES, before anything walks it.
+
+    An alias is a reference, so loading a "billion laughs" file is instant, but validating it
+    walks every expanded value and never ends. Each shared value is sized once here.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(value) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        if id(value) not in sizes:
+            children = value.values() if isinstance(value, dict) else value
+            sizes[id(value)] = 1 + sum(size(child) for child in children)
+        return sizes[id(value)]
+
+    try:
+        total = size(config)
+    except RecursionError as error:
+        raise ConfigError("the config is nested too deeply") from error
+    if total > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"the config expands to {total} values through YAML aliases (&name, *name); "
+            f"at most {MAX_CONFIG_VALUES} are accepted"
+        )
 
 
 def read_config(path: str | Path) -> dict:
@@ -20,6 +50,7 @@ def read_config(path: str | Path) -> dict:
     from snakemake.utils import validate  # slow to import; only the commands need it
 
     config = yaml.safe_load(Path(path).read_text())
+    check_config_size(config)
     validate(config, str(SCHEMA))
     return config
 

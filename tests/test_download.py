@@ -1,3 +1,4 @@
+import gzip
 import os
 import time
 from pathlib import Path
@@ -253,3 +254,12 @@ def test_a_fifo_or_device_is_no_image_and_never_waited_on(tmp_path, download_set
     )
     assert list(table["status"]) == ["file_error"] * 3
     assert table["error"].str.contains("not a regular file").all()
+
+
+def test_a_compressed_bomb_is_too_large_as_it_decodes(server, tmp_path, download_settings):
+    """200 MB of JPEG-headed zeros, gzipped to 200 KB: refused at max_bytes of decoded data."""
+    body = gzip.compress(b"\xff\xd8\xff" + bytes(200_000_000), compresslevel=9)
+    server.routes["/bomb.jpg"] = Route(body, headers={"Content-Encoding": "gzip"})
+    table = download_urls([server.url("/bomb.jpg")], tmp_path, download_settings)
+    assert table["status"].tolist() == ["too_large"]
+    assert f"max_bytes={download_settings.max_bytes}" in table["error"][0]

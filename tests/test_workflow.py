@@ -229,10 +229,19 @@ def test_the_report_builds(pipeline):
     assert "rejected.csv" in (workdir / "report.html").read_text()
 
 
+def yaml_bomb(levels: int = 9) -> list:
+    """Billion laughs: each level nine references to the one below; safe_dump writes aliases."""
+    value = ["lol"] * 9
+    for _ in range(levels - 1):
+        value = [value] * 9
+    return value
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         ({"split": {"vaild_pct": 0.2}}, "'vaild_pct' was unexpected"),
+        ({"laughs": yaml_bomb()}, r"expands to \d+ values through YAML aliases"),
         ({"download": {"timeout": "fast"}}, "'fast' is not of type 'number'"),
         ({"classes": {"cat": {"grab": "x.txt"}, "dog": {"urls": "dog.txt"}}}, "'grab'"),
         ({"classes": {"cat": {"urls": "nope.txt"}, "dog": {"urls": "dog.txt"}}},
