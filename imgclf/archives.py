@@ -79,7 +79,7 @@ def member_path(dest: Path, name: str) -> Path:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
         raise Refused(f"member {name!r} would land outside the archive's folder")
-    return dest.joinpath(*path.parts)
+    return dest.joinpath(*path.parts)  # "./" and "" are dest itself
 
 
 def unpack(members: Iterator[Member], dest: Path, limits: Limits, archive_bytes: int) -> None:
@@ -96,6 +96,8 @@ def unpack(members: Iterator[Member], dest: Path, limits: Limits, archive_bytes:
         if member.is_dir:
             target.mkdir(parents=True, exist_ok=True)
             continue
+        if target == dest:
+            raise Refused(f"a file member is named {member.name!r}, which is no file name")
         target.parent.mkdir(parents=True, exist_ok=True)
         with member.open() as source, open(target, "wb") as out:
             while chunk := source.read(CHUNK_BYTES):
@@ -125,7 +127,7 @@ def extract_archive(archive: Path, dest: Path, limits: Limits, name: str) -> Non
                 unpack(tar_members(opened), dest, limits, size)
         else:
             raise Refused("it is neither a tar nor a zip archive")
-    except (Refused, tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
+    except (Refused, tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceError(f"archive {name} refused: {error}") from error
 

@@ -35,6 +35,7 @@ CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 10
 ID_LENGTH = 16  # hex digits of SHA-256: 64 bits, no collision in any realistic data set
 JOURNAL = "journal.jsonl"
+ALLOW_LOCAL = "set download.allow_local: true to fetch local files and services from URL lists"
 
 # Signatures at the start of a file; the extension names the stored file.
 MAGIC = (
@@ -170,9 +171,6 @@ class PublicOnly:
         return sock
 
 
-ALLOW_LOCAL = "set download.allow_local: true to fetch local files and services from URL lists"
-
-
 class PublicHTTPConnection(PublicOnly, HTTPConnection):
     pass
 
@@ -220,7 +218,7 @@ def check_url(url: str) -> None:
     """Refuse a line that is no http(s) URL with a host, before anything is sent."""
     parsed = urlparse(url)  # ValueError for a broken [IPv6] host
     if parsed.scheme not in ("http", "https"):
-        raise Rejected("unsupported_scheme", f"scheme {parsed.scheme!r} is not http or https")
+        raise Rejected("unsupported_scheme", f"scheme {parsed.scheme!r} is not http, https or file")
     if not parsed.hostname:
         raise Rejected("invalid_url", "no host")
     if parsed.port == 0:  # a port that is no number, or out of range, raises ValueError
@@ -258,20 +256,17 @@ def open_http(url: str, settings: Settings, deadline: Deadline) -> requests.Resp
     not followed: a server cannot stretch a URL's deadline by asking to be tried later.
     """
     session = http_session(settings.allow_local)
-    for attempt in range(settings.retries + 1):
-        last = attempt == settings.retries
+    for attempt in range(settings.retries):
         try:
             response = follow_redirects(session, url, settings.timeout, deadline)
-        except requests.exceptions.ConnectionError:
-            if last:
-                raise
-        else:
-            if response.status_code < 500 or last:
+            if response.status_code < 500:
                 return response
             response.close()
+        except requests.exceptions.ConnectionError:
+            pass
         pause = settings.backoff * 2 ** (attempt - 1) if attempt else 0.0
         time.sleep(min(pause, deadline.left()))
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    return follow_redirects(session, url, settings.timeout, deadline)
 
 
 def body_chunks(response: requests.Response, timeout: float, deadline: Deadline):

@@ -228,3 +228,13 @@ def test_the_demo_writes_every_digit(tmp_path):
     write_digits(tmp_path)
     counts = {name: len(list_images(tmp_path / name)) for name in DIGIT_NAMES}
     assert sum(counts.values()) == 1797 and min(counts.values()) > 170
+
+
+def test_a_tar_of_a_folder_with_its_dot_entry_unpacks(tmp_path, limits):
+    """`tar -C photos -cf photos.tar .` names its first member './', as many archives do."""
+    path = tmp_path / "dot.tar"
+    with tarfile.open(path, "w") as archive:
+        add_member(archive, "./", type=tarfile.DIRTYPE)
+        add_member(archive, "./cat_1.jpg", images.jpeg(1))
+    fetch_archive(str(path), tmp_path / "out", limits)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cat_1.jpg"]
