@@ -35,8 +35,12 @@ def apply_labels(manifest: pd.DataFrame, labels: pd.DataFrame, classes: list[str
             f"({', '.join(classes)}), '{DROP}' or empty: "
             + ", ".join(f"{row.id}={row.label!r}" for row in bad.head(10).itertuples())
         )
-    new_label = manifest["id"].map(labels.set_index("id")["label"])
-    relabelled = manifest.assign(label=new_label.fillna(manifest["label"]))
+    overrides = dict(zip(labels["id"], labels["label"], strict=True))
+    new_labels = [
+        overrides.get(image_id, label)
+        for image_id, label in zip(manifest["id"], manifest["label"], strict=True)
+    ]
+    relabelled = manifest.assign(label=new_labels)
     return relabelled[~relabelled["label"].isin([DROP, ""])]
 
 

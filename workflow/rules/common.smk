@@ -4,7 +4,13 @@ from pathlib import Path
 
 from imgclf.config import check_config
 from imgclf.predict import files_in
-from imgclf.sources import LOCAL_KINDS, archive_dir_name, is_url, list_images, source_kind
+from imgclf.sources import (
+    LOCAL_KINDS,
+    archive_dir_name,
+    is_url,
+    list_images,
+    source_kind,
+)
 
 check_config(config)
 
@@ -38,7 +44,10 @@ def fetch_urls_input(wildcards):
 def download_settings(wildcards):
     """The download section; a class whose files the workflow listed itself may read them."""
     local = source_kind(config["classes"][wildcards.cls]) in LOCAL_KINDS
-    return {**config["download"], "allow_local": config["download"]["allow_local"] or local}
+    return {
+        **config["download"],
+        "allow_local": config["download"]["allow_local"] or local,
+    }
 
 
 def local_archive(wildcards):
