@@ -2,7 +2,7 @@
 # This file is the table of contents; the rules live in workflow/rules/.
 from snakemake.utils import min_version, validate
 
-from imgclf.config import check_config_size
+from imgclf.config import check_config_size, schema
 
 min_version("9.0")
 
@@ -11,7 +11,7 @@ configfile: "config.yaml"
 
 
 check_config_size(config)  # before validate, which would walk a YAML bomb for ever
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, schema("config"))
 
 
 include: "workflow/rules/common.smk"

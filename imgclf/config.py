@@ -1,6 +1,7 @@
 """The config: read as the workflow reads it, and the checks its JSON schema cannot express."""
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
@@ -8,7 +9,11 @@ import yaml
 from .demo import DEMO_SETS
 from .sources import SOURCE_KINDS, is_url
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+
+def schema(name: str) -> str:
+    """The path of a JSON schema that ships in the package (config, labels), so that an
+    installed imgclf validates from any folder."""
+    return str(files("imgclf").joinpath("schemas", f"{name}.schema.yaml"))
 
 
 MAX_CONFIG_VALUES = 100_000  # a real config has hundreds; a YAML bomb has billions
@@ -51,7 +56,7 @@ def read_config(path: str | Path) -> dict:
 
     config = yaml.safe_load(Path(path).read_text())
     check_config_size(config)
-    validate(config, str(SCHEMA))
+    validate(config, schema("config"))
     return config
 
 

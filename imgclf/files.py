@@ -1,4 +1,5 @@
-"""Writing files so that an interrupted job never leaves a half-written one under its final name."""
+"""Files: writing them so that an interrupted job never leaves a half-written one under its
+final name, reading the workflow's tables, and listing what a user named."""
 
 import fcntl
 import os
@@ -85,3 +86,17 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         raise TableError(
             f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8"
         ) from error
+
+
+def files_in(paths: list[str]) -> list[str]:
+    """The files named, and those under the folders named (sorted, hidden ones left out)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = [file for file in path.rglob("*") if file.is_file()]
+            hidden = [any(part.startswith(".") for part in file.relative_to(path).parts)
+                      for file in files]  # fmt: skip
+            found += sorted(str(file) for file, skip in zip(files, hidden, strict=True) if not skip)
+        else:
+            found.append(str(path))
+    return found

@@ -17,7 +17,7 @@ import onnxruntime
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from .files import write_csv
+from .files import files_in, write_csv
 from .preprocess import as_srgb, square
 
 BATCH_SIZE = 32
@@ -95,20 +95,6 @@ class Predictor:
                                **prediction.probabilities)  # fmt: skip
         columns = ["path", "label", "index", "probability", *self.classes, "error"]
         return pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
-
-
-def files_in(paths: list[str]) -> list[str]:
-    """The files named, and those under the folders named (sorted, hidden ones left out)."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = [file for file in path.rglob("*") if file.is_file()]
-            hidden = [any(part.startswith(".") for part in file.relative_to(path).parts)
-                      for file in files]  # fmt: skip
-            found += sorted(str(file) for file, skip in zip(files, hidden, strict=True) if not skip)
-        else:
-            found.append(str(path))
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

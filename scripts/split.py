@@ -1,20 +1,20 @@
 """Rule split: apply the user's labels file and split train/valid, stably."""
 
 import logging
-from pathlib import Path
 
 from snakemake.utils import validate
 
+from imgclf.config import schema
 from imgclf.files import read_csv, write_csv
 from imgclf.logs import setup_logging
 from imgclf.split import make_split
 
 
-def main(inputs, output: str, classes: list[str], seed: int, settings: dict, schema: Path):
+def main(inputs, output: str, classes: list[str], seed: int, settings: dict, labels_schema: str):
     labels = None
     if inputs.labels:
         labels = read_csv(inputs.labels)
-        validate(labels, str(schema))
+        validate(labels, labels_schema)
     split = make_split(
         read_csv(inputs.manifest),
         labels,
@@ -36,5 +36,5 @@ if __name__ == "__main__":
         snakemake.params.classes,
         snakemake.params.seed,
         snakemake.params.settings,
-        Path(snakemake.scriptdir) / ".." / "workflow" / "schemas" / "labels.schema.yaml",
+        schema("labels"),
     )

@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from imgclf.config import check_config
-from imgclf.predict import files_in
+from imgclf.files import files_in
 from imgclf.sources import (
     LOCAL_KINDS,
     archive_dir_name,
