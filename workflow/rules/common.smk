@@ -71,6 +71,17 @@ def training_job(wildcards):
     }
 
 
+def training_resources(runtime_minutes):
+    """What a job that runs the model asks of a cluster: 8 GB and `runtime_minutes`, both
+    doubled on each retry (a job killed for memory or time), and the configured GPU."""
+    return {
+        "mem_mb": lambda wildcards, attempt: 8000 * attempt,
+        "runtime": lambda wildcards, attempt: runtime_minutes * attempt,
+        "gpu": config["gpu"],
+        "gpu_model": config["gpu_model"],
+    }
+
+
 def one_cycle_optimiser(wildcards):
     """What lr_find takes from its stage's training settings: the optimiser's, no more."""
     section = config[

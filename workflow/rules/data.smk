@@ -114,10 +114,10 @@ rule verify:
 
 rule split:
     input:
-        manifest="results/verify/manifest.csv",
+        manifest=rules.verify.output.manifest,
         labels=labels_file,
     output:
-        "results/split/split.csv",
+        table="results/split/split.csv",
     log:
         "logs/split/split.log",
     conda:

@@ -3,7 +3,7 @@
 
 rule interpret:
     input:
-        split="results/split/split.csv",
+        split=rules.split.output.table,
         model=final_model_files,
     output:
         confusion_png=report(
@@ -41,10 +41,7 @@ rule interpret:
         "../envs/imgclf.yaml"
     threads: 8
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
-        gpu=lookup(dpath="gpu", within=config),
-        gpu_model=lookup(dpath="gpu_model", within=config),
+        **training_resources(runtime_minutes=30),
     params:
         job=training_job,
         final_model=lookup(dpath="final_model", within=config),
@@ -55,7 +52,7 @@ rule interpret:
 
 rule export:
     input:
-        split="results/split/split.csv",
+        split=rules.split.output.table,
         model=final_model_files,
     output:
         model="results/export/model.onnx",

@@ -7,15 +7,13 @@ wildcard_constraints:
 
 rule lr_find:
     input:
-        split="results/split/split.csv",
+        split=rules.split.output.table,
         # Stage 2 sweeps from the trained stage 1, whose rate caps its own.
         stage1_weights=lambda wildcards: (
-            "results/train/stage1/model.safetensors"
-            if wildcards.stage == "stage2"
-            else []
+            rules.train_stage1.output.weights if wildcards.stage == "stage2" else []
         ),
         stage1_meta=lambda wildcards: (
-            "results/train/stage1/model.json" if wildcards.stage == "stage2" else []
+            rules.train_stage1.output.meta if wildcards.stage == "stage2" else []
         ),
     output:
         table="results/lr_find/{stage}.csv",
@@ -33,10 +31,7 @@ rule lr_find:
         "../envs/imgclf.yaml"
     threads: 8
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
-        gpu=lookup(dpath="gpu", within=config),
-        gpu_model=lookup(dpath="gpu_model", within=config),
+        **training_resources(runtime_minutes=30),
     params:
         job=training_job,
         settings=lookup(dpath="lr_find", within=config),
@@ -47,7 +42,7 @@ rule lr_find:
 
 rule train_stage1:
     input:
-        split="results/split/split.csv",
+        split=rules.split.output.table,
         lr_find=lr_find_if_auto("train_stage1"),
     output:
         weights="results/train/stage1/model.safetensors",
@@ -81,10 +76,7 @@ rule train_stage1:
         "../envs/imgclf.yaml"
     threads: 8
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
-        gpu=lookup(dpath="gpu", within=config),
-        gpu_model=lookup(dpath="gpu_model", within=config),
+        **training_resources(runtime_minutes=120),
     params:
         job=training_job,
         settings=lookup(dpath="train_stage1", within=config),
@@ -94,9 +86,9 @@ rule train_stage1:
 
 rule finetune_stage2:
     input:
-        split="results/split/split.csv",
-        stage1_weights="results/train/stage1/model.safetensors",
-        stage1_meta="results/train/stage1/model.json",
+        split=rules.split.output.table,
+        stage1_weights=rules.train_stage1.output.weights,
+        stage1_meta=rules.train_stage1.output.meta,
         lr_find=lr_find_if_auto("finetune_stage2"),
     output:
         weights="results/train/stage2/model.safetensors",
@@ -125,10 +117,7 @@ rule finetune_stage2:
         "../envs/imgclf.yaml"
     threads: 8
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
-        gpu=lookup(dpath="gpu", within=config),
-        gpu_model=lookup(dpath="gpu_model", within=config),
+        **training_resources(runtime_minutes=120),
     params:
         job=training_job,
         settings=lookup(dpath="finetune_stage2", within=config),
