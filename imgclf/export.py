@@ -6,7 +6,6 @@ normalisation is inside it. model.json says how to make its input from an image 
 """
 
 import functools
-import hashlib
 import json
 import logging
 import platform
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from .data import load_images, prepare_file, read_split
-from .files import atomic_path, write_text
+from .files import atomic_path, file_sha256, write_text
 from .interpret import ChosenModel
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .preprocess import PREPARE
@@ -81,10 +80,6 @@ def check_onnx(path: str | Path, wrapper: Exported, images: torch.Tensor) -> flo
     return difference
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def export_model(job, chosen: ChosenModel, outputs) -> None:
     """Export the chosen stage as ONNX, check it with ONNX Runtime, write model.json."""
     job.setup()
@@ -119,6 +114,7 @@ def export_model(job, chosen: ChosenModel, outputs) -> None:
         "stage": chosen.stage,
         "stage_reason": chosen.reason,
         "metrics": chosen.meta["metrics"],
+        "config": chosen.meta["config"],
         "split_sha256": file_sha256(job.split),
         "versions": {
             "python": platform.python_version(),

@@ -2,6 +2,7 @@
 final name, reading the workflow's tables, and listing what a user named."""
 
 import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -100,3 +101,7 @@ def files_in(paths: list[str]) -> list[str]:
         else:
             found.append(str(path))
     return found
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -3,14 +3,14 @@
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from . import lr_find
 from .data import Augment, make_loaders, read_split
-from .files import write_csv, write_text
+from .files import file_sha256, write_csv, write_text
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier, build_model, freeze_body, unfreeze
 from .plots import plot_image_grid, plot_losses, plot_lr_find, plot_schedule
 from .train import (
@@ -140,6 +140,14 @@ def train_stage(
     plot_schedule(steps, outputs.schedule, f"{stage}: one-cycle schedule")
     final = history.iloc[-1]
     metrics = {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")}
+    # Everything that made this model, resolved (max_lr as the rates used; stage 2 carries
+    # stage 1's too), beside the split it learned from: enough to train it again.
+    config = {
+        "seed": job.seed,
+        "model": asdict(job.model),
+        "augment": asdict(job.augment),
+        "stages": {},
+    }
     meta = {
         "stage": stage,
         "arch": job.model.arch,
@@ -151,10 +159,14 @@ def train_stage(
         "learning_rates_from": reason,
         "epochs": settings.epochs,
         "metrics": metrics,
+        "config": config,
+        "split_sha256": file_sha256(job.split),
     }
     if stage1_meta is not None:
-        stage1_metrics = json.loads(Path(stage1_meta).read_text())["metrics"]
-        meta["versus_stage1"] = versus_stage1(stage1_metrics, metrics)
+        stage1 = json.loads(Path(stage1_meta).read_text())
+        config["stages"] = stage1["config"]["stages"]
+        meta["versus_stage1"] = versus_stage1(stage1["metrics"], metrics)
+    config["stages"][stage] = {**asdict(settings), "max_lr": rates}
     write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
     save_weights(model, outputs.weights)  # last, so its presence means the stage finished
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from imgclf.config import read_config
 from imgclf.files import read_csv
 from imgclf.interpret import PREDICTION_COLUMNS
 from imgclf.models import build_model
@@ -55,6 +56,30 @@ def test_auto_rates_come_from_lr_find(trained):
     lr2 = json.loads((trained / "results/lr_find/stage2.json").read_text())["lr"]
     assert stage1["peak_learning_rates"] == pytest.approx([lr1] * 3)
     assert stage2["peak_learning_rates"] == pytest.approx([lr2 / 100, lr2 / 10, lr2])
+
+
+def test_a_model_carries_the_resolved_config_that_made_it(trained):
+    """Seed, model, augmentation and every stage's settings with max_lr as the rates used,
+    beside the split's hash: enough to train the model again from its outputs."""
+    config = read_config(trained / "config.yaml")
+    split_sha256 = hashlib.sha256((trained / "results/split/split.csv").read_bytes()).hexdigest()
+    metas = {
+        where: json.loads((trained / "results" / where / "model.json").read_text())
+        for where in ("train/stage1", "train/stage2", "export")
+    }
+    for where, meta in metas.items():
+        made = meta["config"]
+        assert made["seed"] == config["seed"] == 1, where
+        assert made["model"] == config["model"] and made["augment"] == config["augment"], where
+        assert meta["split_sha256"] == split_sha256, where
+    stage1, stage2 = metas["train/stage1"], metas["train/stage2"]
+    assert list(stage1["config"]["stages"]) == ["stage1"]
+    assert stage2["config"]["stages"]["stage1"] == stage1["config"]["stages"]["stage1"]
+    for stage, section in (("stage1", "train_stage1"), ("stage2", "finetune_stage2")):
+        resolved = stage2["config"]["stages"][stage]
+        assert resolved["max_lr"] == metas[f"train/{stage}"]["peak_learning_rates"]
+        assert {**resolved, "max_lr": "auto"} == config[section]
+    assert metas["export"]["config"] == metas[f"train/{metas['export']['stage']}"]["config"]
 
 
 def test_the_logs_show_the_model_and_each_epoch(trained):
