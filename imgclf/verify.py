@@ -162,7 +162,7 @@ def verify_downloads(
         source=("url", "first"),
         path=("path", "first"),
     )
-    repeated = settings.placeholder_urls and images["urls"] >= settings.placeholder_urls
+    repeated = (images["urls"] >= settings.placeholder_urls) & bool(settings.placeholder_urls)
     reasons = {}
     for image_id, image in images[images["labels"].str.len() > 1].iterrows():
         classes = ", ".join(image.labels)

@@ -225,3 +225,18 @@ print(len(manifest), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 
     kept, peak_mb = map(int, result.stdout.split())
     assert kept == 8
     assert peak_mb < declared, peak_mb
+
+
+def test_with_placeholders_off_repeated_content_is_kept_and_no_download_is_fine(
+    tmp_path, verify_settings
+):
+    verify_settings.placeholder_urls = 0
+    card = write(tmp_path / "card.png", images.encode(images.card(), "PNG"))
+    rows = [download_row(f"u/card-{n}", image_id="card", path=card) for n in range(5)]
+    manifest, rejected = verify_downloads(
+        {"cat": pd.DataFrame(rows)}, tmp_path / "out", verify_settings
+    )
+    assert manifest["id"].tolist() == ["card"] and rejected.empty
+    failed = pd.DataFrame([download_row("u/404", "http_error", error="HTTP 404 Not Found")])
+    manifest, rejected = verify_downloads({"cat": failed}, tmp_path / "none", verify_settings)
+    assert manifest.empty and rejected["reason"].tolist() == ["http_error: HTTP 404 Not Found"]
