@@ -15,7 +15,11 @@ def report(name: str, ours: list[float], baseline: list[float], items: int, targ
     """Print rates and the median ratio of paired runs (ours vs baseline, same machine state)."""
     ratios = [base / mine for mine, base in zip(ours, baseline, strict=True)]
     ratio = statistics.median(ratios)
-    print(f"{name}: {items / statistics.median(ours):.1f} items/s vs baseline "
-          f"{items / statistics.median(baseline):.1f} items/s")  # fmt: skip
-    print(f"{name}: ratio {ratio:.2f}x (runs: {', '.join(f'{r:.2f}' for r in ratios)}); "
-          f"target >= {target}x: {'met' if ratio >= target else 'NOT met'}")  # fmt: skip
+    print(
+        f"{name}: {items / statistics.median(ours):.1f} items/s vs baseline "
+        f"{items / statistics.median(baseline):.1f} items/s"
+    )
+    print(
+        f"{name}: ratio {ratio:.2f}x (runs: {', '.join(f'{r:.2f}' for r in ratios)}); "
+        f"target >= {target}x: {'met' if ratio >= target else 'NOT met'}"
+    )

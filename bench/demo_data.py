@@ -7,9 +7,9 @@ import pandas as pd
 import yaml
 
 from imgclf.demo import write_digits
+from imgclf.job import make_job
 from imgclf.sources import list_images
 from imgclf.split import split_images
-from imgclf.stages import make_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,12 @@ def demo_job(folder: Path, threads: int, seed: int | None = None):
     """A training Job with the demo config's model and augmentation."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     split, classes = demo_split(folder)
-    params = {"classes": classes, "seed": config["seed"] if seed is None else seed,
-              "model": config["model"], "augment": config["augment"]}  # fmt: skip
+    params = {
+        "classes": classes,
+        "seed": config["seed"] if seed is None else seed,
+        "model": config["model"],
+        "augment": config["augment"],
+    }
     return make_job(split, params, threads), config
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from imgclf.download import Settings, download_urls
+from imgclf.download import DownloadSettings, download_urls
 from tests import images
 from tests.http_server import ImageServer, Route
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())["download"]
-    settings = Settings(**{**config, "allow_local": True})  # the server is on 127.0.0.1
+    settings = DownloadSettings(**{**config, "allow_local": True})  # the server is on 127.0.0.1
     print(f"{args.urls} URLs, {args.latency * 1000:.0f} ms latency, {settings.workers} workers")
     ports, stop = multiprocessing.Queue(), multiprocessing.Event()
     server = multiprocessing.Process(target=serve, args=(args.urls, args.latency, ports, stop))

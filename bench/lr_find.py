@@ -28,13 +28,21 @@ def main() -> None:
         for seed in args.seeds:
             job, config = demo_job(folder, args.threads, seed)
             train_loader, valid_loader, device = job.start()
-            settings = lr_find.Settings(**config["lr_find"])
+            settings = lr_find.LrFindSettings(**config["lr_find"])
             # Stage 2's sweep starts from a trained stage 1, as in the workflow.
             stage1 = job.build()
-            stage1_settings = OneCycleSettings(**config["train_stage1"])
-            stage1_lr = stage1_settings.max_lr
-            fit_one_cycle(stage1, train_loader, valid_loader, [stage1_lr] * 3,
-                          stage1_settings, "stage1", device)  # fmt: skip
+            stage1_config = dict(config["train_stage1"])
+            stage1_lr = stage1_config.pop("max_lr")
+            stage1_settings = OneCycleSettings(**stage1_config)
+            fit_one_cycle(
+                stage1,
+                train_loader,
+                valid_loader,
+                [stage1_lr] * 3,
+                stage1_settings,
+                "stage1",
+                device,
+            )
             weights = folder / f"stage1-{seed}.safetensors"
             save_weights(stage1, weights)
             for stage in ["stage1", "stage2"]:
@@ -55,20 +63,25 @@ def main() -> None:
                 sweep_seconds = time.perf_counter() - started
                 suggestion = lr_find.suggest(result)[settings.suggestion]
                 suggestions[stage].append(suggestion)
-                one_epoch = OneCycleSettings(1, 1e-3, 25, 0.3, training["moms"], 0.01)
+                one_epoch = OneCycleSettings(1, 25, 0.3, training["moms"], 0.01)
                 model = job.build() if stage == "stage1" else job.build(str(weights))
                 started = time.perf_counter()
-                fit_one_cycle(model, train_loader, valid_loader, [1e-4] * 3, one_epoch, stage,
-                              device)  # fmt: skip
+                fit_one_cycle(
+                    model, train_loader, valid_loader, [1e-4] * 3, one_epoch, stage, device
+                )
                 epoch_seconds = time.perf_counter() - started
-                print(f"lr_find {stage} seed {seed}: {len(result.table)} batches, "
-                      f"{sweep_seconds / epoch_seconds:.2f} epochs' time (target <= 2), "
-                      f"{settings.suggestion} {suggestion:.2e}")  # fmt: skip
+                print(
+                    f"lr_find {stage} seed {seed}: {len(result.table)} batches, "
+                    f"{sweep_seconds / epoch_seconds:.2f} epochs' time (target <= 2), "
+                    f"{settings.suggestion} {suggestion:.2e}"
+                )
         for stage, values in suggestions.items():
             spread = max(values) / min(values)
             verdict = "met" if spread <= 2 else "NOT met"
-            print(f"lr_find {stage}: suggestions {', '.join(f'{v:.2e}' for v in values)}; "
-                  f"spread {spread:.2f}x (target <= 2): {verdict}")  # fmt: skip
+            print(
+                f"lr_find {stage}: suggestions {', '.join(f'{v:.2e}' for v in values)}; "
+                f"spread {spread:.2f}x (target <= 2): {verdict}"
+            )
 
 
 if __name__ == "__main__":

@@ -53,16 +53,22 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         to_onnx(model, args.size, Path(folder) / "model.onnx")
-        meta = {"file": "model.onnx", "classes": classes, "image_size": args.size,
-                "input": {"name": "images"}}  # fmt: skip
+        meta = {
+            "file": "model.onnx",
+            "classes": classes,
+            "image_size": args.size,
+            "input": {"name": "images"},
+        }
         (Path(folder) / "model.json").write_text(json.dumps(meta))
         predictor = Predictor(folder, threads=args.threads)
 
         def onnx_predict(batch: torch.Tensor) -> None:
             predictor.session.run(None, {"images": batch.numpy()})
 
-        print(f"{arch} at {args.size} px, {IMAGES} images in batches of {BATCH}, "
-              f"{args.threads} threads")  # fmt: skip
+        print(
+            f"{arch} at {args.size} px, {IMAGES} images in batches of {BATCH}, "
+            f"{args.threads} threads"
+        )
         for predict in (torch_predict, onnx_predict):  # warm up both
             predict(batches[0])
         ours, baseline = [], []
@@ -73,8 +79,10 @@ def main() -> None:
         singles = [images[index : index + 1] for index in range(LATENCY_IMAGES)]
         torch_latency = statistics.median(timed(partial(torch_predict, one)) for one in singles)
         onnx_latency = statistics.median(timed(partial(onnx_predict, one)) for one in singles)
-        print(f"predict, one image: ONNX Runtime {onnx_latency * 1000:.2f} ms vs torch "
-              f"{torch_latency * 1000:.2f} ms: {torch_latency / onnx_latency:.2f}x")  # fmt: skip
+        print(
+            f"predict, one image: ONNX Runtime {onnx_latency * 1000:.2f} ms vs torch "
+            f"{torch_latency * 1000:.2f} ms: {torch_latency / onnx_latency:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from .demo_data import demo_job, temporary_folder
 
 
 def epoch_seconds(job, model, batches, valid, device) -> float:
-    settings = OneCycleSettings(1, 1e-3, 25, 0.3, [0.95, 0.85], 0.01)
+    settings = OneCycleSettings(1, 25, 0.3, [0.95, 0.85], 0.01)
     started = time.perf_counter()
     fit_one_cycle(model, batches, valid, [1e-3] * 3, settings, "bench", device)
     return time.perf_counter() - started
@@ -36,8 +36,10 @@ def main() -> None:
         in_memory = list(train_loader)  # the same batches, decoded and augmented beforehand
         valid = [next(iter(valid_loader))]  # evaluation is not what is measured
         images = sum(len(targets) for _, targets in in_memory)
-        print(f"{images} training images/epoch, {job.model.arch} at {job.model.image_size} px, "
-              f"batch {job.model.batch_size}, {args.threads} threads, {device}")  # fmt: skip
+        print(
+            f"{images} training images/epoch, {job.model.arch} at {job.model.image_size} px, "
+            f"batch {job.model.batch_size}, {args.threads} threads, {device}"
+        )
         for stage in ["stage1", "stage2"]:
             ours, baseline = [], []
             for _ in range(args.repeats):

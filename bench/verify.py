@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from imgclf.verify import Settings, verify_downloads
+from imgclf.verify import VerifySettings, verify_downloads
 
 from .common import report, timed
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
-    settings = Settings(**yaml.safe_load((REPO / "config.yaml").read_text())["verify"])
+    settings = VerifySettings(**yaml.safe_load((REPO / "config.yaml").read_text())["verify"])
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         paths = []
@@ -56,12 +56,19 @@ def main() -> None:
             paths.append(work / f"{index:04d}.jpg")
             photo_like(index).save(paths[-1], quality=90)
         megabytes = sum(path.stat().st_size for path in paths) / 1e6
-        print(f"{args.images} JPEGs of {SIZE[0]}x{SIZE[1]} ({megabytes:.0f} MB), "
-              f"max_size {settings.max_size}, {args.threads} threads")  # fmt: skip
+        print(
+            f"{args.images} JPEGs of {SIZE[0]}x{SIZE[1]} ({megabytes:.0f} MB), "
+            f"max_size {settings.max_size}, {args.threads} threads"
+        )
         table = pd.DataFrame(
-            {"url": [str(p) for p in paths], "status": "ok", "id": [p.stem for p in paths],
-             "path": [str(p) for p in paths], "error": ""}
-        )  # fmt: skip
+            {
+                "url": [str(p) for p in paths],
+                "status": "ok",
+                "id": [p.stem for p in paths],
+                "path": [str(p) for p in paths],
+                "error": "",
+            }
+        )
         ours, base = [], []
         for repeat in range(args.repeats):
             out = work / f"out{repeat}"

@@ -19,7 +19,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from .download import CHUNK_BYTES, Deadline, Rejected, body_chunks
+from .download import CHUNK_BYTES, Deadline, UrlFailed, body_chunks
 from .sources import SourceError, is_url
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Member:
     open: Callable[[], IO[bytes]]
 
 
-class Refused(Exception):
+class ArchiveRefused(Exception):
     """The archive is past a limit or names a place outside its folder."""
 
 
@@ -78,7 +78,7 @@ def member_path(dest: Path, name: str) -> Path:
     """Where a member lands; a name that leaves `dest` refuses the archive."""
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
-        raise Refused(f"member {name!r} would land outside the archive's folder")
+        raise ArchiveRefused(f"member {name!r} would land outside the archive's folder")
     return dest.joinpath(*path.parts)  # "./" and "" are dest itself
 
 
@@ -88,7 +88,7 @@ def unpack(members: Iterator[Member], dest: Path, limits: Limits, archive_bytes:
     written, skipped = 0, 0
     for count, member in enumerate(members, start=1):
         if count > limits.max_members:
-            raise Refused(f"more than max_members={limits.max_members} members")
+            raise ArchiveRefused(f"more than max_members={limits.max_members} members")
         if not (member.is_file or member.is_dir):
             skipped += 1
             continue
@@ -97,13 +97,13 @@ def unpack(members: Iterator[Member], dest: Path, limits: Limits, archive_bytes:
             target.mkdir(parents=True, exist_ok=True)
             continue
         if target == dest:
-            raise Refused(f"a file member is named {member.name!r}, which is no file name")
+            raise ArchiveRefused(f"a file member is named {member.name!r}, which is no file name")
         target.parent.mkdir(parents=True, exist_ok=True)
         with member.open() as source, open(target, "wb") as out:
             while chunk := source.read(CHUNK_BYTES):
                 written += len(chunk)
                 if written > max_bytes:
-                    raise Refused(
+                    raise ArchiveRefused(
                         f"it unpacks to more than {max_bytes:.0f} bytes (max_bytes="
                         f"{limits.max_bytes}, or max_ratio={limits.max_ratio:g} times its "
                         f"{archive_bytes} bytes)"
@@ -126,8 +126,8 @@ def extract_archive(archive: Path, dest: Path, limits: Limits, name: str) -> Non
             with tarfile.open(archive) as opened:
                 unpack(tar_members(opened), dest, limits, size)
         else:
-            raise Refused("it is neither a tar nor a zip archive")
-    except (Refused, tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
+            raise ArchiveRefused("it is neither a tar nor a zip archive")
+    except (ArchiveRefused, tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceError(f"archive {name} refused: {error}") from error
 
@@ -143,7 +143,7 @@ def download_file(url: str, dest: Path, limits: Limits) -> None:
             for chunk in body_chunks(response, READ_TIMEOUT, deadline):
                 size += len(chunk)
                 if size > limits.max_bytes:
-                    raise Rejected("too_large", f"more than max_bytes={limits.max_bytes}")
+                    raise UrlFailed("too_large", f"more than max_bytes={limits.max_bytes}")
                 out.write(chunk)
                 bar.update(len(chunk))
 
@@ -158,7 +158,7 @@ def fetch_archive(location: str, dest: Path, limits: Limits) -> None:
     try:
         download_file(location, download, limits)
         extract_archive(download, dest, limits, location)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, Rejected) as error:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, UrlFailed) as error:
         raise SourceError(f"cannot download archive {location}: {error}") from error
     finally:
         download.unlink(missing_ok=True)

@@ -21,18 +21,10 @@ from pathlib import Path
 
 from .config import read_config
 from .files import TableError, read_csv
-from .review import (
-    KEEP,
-    MANIFEST,
-    REVIEW,
-    ReviewError,
-    label_overrides,
-    read_labels,
-    write_decisions,
-)
-from .split import DROP, LabelsError
+from .labels import DROP, LabelsError, label_overrides, read_labels, write_decisions
+from .layout import MANIFEST, REVIEW, SPLIT
+from .review import KEEP, ReviewError
 
-SPLIT = "results/split/split.csv"
 IMAGE_ID = re.compile(r"^/image/([0-9a-f]{16})$")
 MAX_BODY = 4096
 REQUEST_TIMEOUT = 10  # seconds a client may take to send a request it announced
@@ -119,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:
         if self.path == "/":
             page = files("imgclf").joinpath("cleaner.html").read_bytes()
             self.send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -140,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/api/decision":
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
             return
@@ -182,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
     def refuse(self) -> None:
         self.send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "only GET and POST"})
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = refuse  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = refuse
 
     def send_image(self, image_id: str) -> None:
         path = self.cleaner.paths.get(image_id)

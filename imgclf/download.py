@@ -58,7 +58,7 @@ def image_extension(head: bytes) -> str | None:
 
 
 @dataclass
-class Settings:
+class DownloadSettings:
     """The `download` section of config.yaml; its schema gives the defaults."""
 
     max_images: int
@@ -72,7 +72,7 @@ class Settings:
 
 
 @dataclass
-class Outcome:
+class UrlOutcome:
     """One row of `{cls}.csv`.
 
     status: ok; duplicate (the same content as an earlier URL of the class, stored once);
@@ -93,10 +93,12 @@ class Outcome:
     error: str = ""
 
 
-COLUMNS = [field.name for field in fields(Outcome)]
+COLUMNS = [field.name for field in fields(UrlOutcome)]
 
 
-class Rejected(Exception):
+class UrlFailed(Exception):
+    """A URL gave no image: its status (see UrlOutcome) and why."""
+
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
@@ -106,7 +108,7 @@ class Rejected(Exception):
 class Fetched:
     """What a worker hands back: an outcome and, for a new image, its temporary file."""
 
-    outcome: Outcome
+    outcome: UrlOutcome
     part: Path | None = None
     extension: str = ""
 
@@ -122,7 +124,7 @@ class Deadline:
         """Seconds left; past the deadline, the URL is given up as a timeout."""
         left = self.ends - time.monotonic()
         if left <= 0:
-            raise Rejected("timeout", f"no image within the deadline of {self.seconds:g} s")
+            raise UrlFailed("timeout", f"no image within the deadline of {self.seconds:g} s")
         return left
 
 
@@ -140,14 +142,14 @@ def store_stream(chunks: Iterable[bytes], part: Path, max_bytes: int) -> tuple[s
             break
     extension = image_extension(head)
     if extension is None:
-        raise Rejected("not_image", "empty" if not head else "starts with no image signature")
+        raise UrlFailed("not_image", "empty" if not head else "starts with no image signature")
     digest = hashlib.sha256()
     size = 0
     with open(part, "wb") as out:
         for chunk in itertools.chain([head], chunks):
             size += len(chunk)
             if size > max_bytes:
-                raise Rejected("too_large", f"more than max_bytes={max_bytes}")
+                raise UrlFailed("too_large", f"more than max_bytes={max_bytes}")
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()[:ID_LENGTH], extension, size
@@ -167,7 +169,7 @@ class PublicOnly:
         mapped = getattr(address, "ipv4_mapped", None)
         if not (mapped or address).is_global:
             sock.close()
-            raise Rejected("blocked", f"{host} is not a public address; {ALLOW_LOCAL}")
+            raise UrlFailed("blocked", f"{host} is not a public address; {ALLOW_LOCAL}")
         return sock
 
 
@@ -218,15 +220,17 @@ def check_url(url: str) -> None:
     """Refuse a line that is no http(s) URL with a host, before anything is sent."""
     parsed = urlparse(url)  # ValueError for a broken [IPv6] host
     if parsed.scheme not in ("http", "https"):
-        raise Rejected("unsupported_scheme", f"scheme {parsed.scheme!r} is not http, https or file")
+        raise UrlFailed(
+            "unsupported_scheme", f"scheme {parsed.scheme!r} is not http, https or file"
+        )
     if not parsed.hostname:
-        raise Rejected("invalid_url", "no host")
+        raise UrlFailed("invalid_url", "no host")
     if parsed.port == 0:  # a port that is no number, or out of range, raises ValueError
-        raise Rejected("invalid_url", "port 0")
+        raise UrlFailed("invalid_url", "port 0")
     try:
         parsed.hostname.encode("idna")
     except UnicodeError as error:
-        raise Rejected("invalid_url", f"host name: {error}") from error
+        raise UrlFailed("invalid_url", f"host name: {error}") from error
 
 
 def follow_redirects(
@@ -244,12 +248,12 @@ def follow_redirects(
         url = urljoin(response.url, target)
         scheme = urlparse(url).scheme
         if scheme not in ("http", "https"):
-            raise Rejected("unsupported_scheme", f"redirected to a {scheme!r} URL")
+            raise UrlFailed("unsupported_scheme", f"redirected to a {scheme!r} URL")
         check_url(url)
-    raise Rejected("http_error", f"more than {MAX_REDIRECTS} redirects")
+    raise UrlFailed("http_error", f"more than {MAX_REDIRECTS} redirects")
 
 
-def open_http(url: str, settings: Settings, deadline: Deadline) -> requests.Response:
+def open_http(url: str, settings: DownloadSettings, deadline: Deadline) -> requests.Response:
     """The response to `url`, retrying failed connections and 5xx answers with backoff.
 
     A read that times out is not retried: a server too slow once stays slow. Retry-After is
@@ -289,17 +293,17 @@ def body_chunks(response: requests.Response, timeout: float, deadline: Deadline)
 
 def check_response(response: requests.Response, max_bytes: int) -> None:
     if response.status_code >= 400:
-        raise Rejected("http_error", f"HTTP {response.status_code} {response.reason}")
+        raise UrlFailed("http_error", f"HTTP {response.status_code} {response.reason}")
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:
-        raise Rejected("too_large", f"Content-Length {length} > max_bytes={max_bytes}")
+        raise UrlFailed("too_large", f"Content-Length {length} > max_bytes={max_bytes}")
 
 
 def read_local(path: Path) -> Iterator[bytes]:
     """A local file's bytes; a FIFO or device is refused, without waiting for a writer."""
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise Rejected("file_error", f"{path} is not a regular file")
+            raise UrlFailed("file_error", f"{path} is not a regular file")
         while chunk := file.read(CHUNK_BYTES):
             yield chunk
 
@@ -312,19 +316,19 @@ def local_path(url: str) -> Path | None:
     return Path(url) if parsed.scheme == "" else None
 
 
-def fetch(url: str, store: Path, settings: Settings) -> Fetched:
+def fetch(url: str, store: Path, settings: DownloadSettings) -> Fetched:
     """Fetch one URL into a temporary file in `store`. Never raises: failures are outcomes."""
-    outcome = Outcome(url=url, status="ok")
+    outcome = UrlOutcome(url=url, status="ok")
     part = store / f".{threading.get_ident()}-{time.monotonic_ns()}.part"
     started = time.monotonic()
     response = None
     try:
         if any(ord(char) < 32 or ord(char) == 127 for char in url):
-            raise Rejected("invalid_url", "a control character (such as NUL) in the line")
+            raise UrlFailed("invalid_url", "a control character (such as NUL) in the line")
         path = local_path(url)
         if path is not None:
             if not settings.allow_local:
-                raise Rejected("blocked", f"a local file; {ALLOW_LOCAL}")
+                raise UrlFailed("blocked", f"a local file; {ALLOW_LOCAL}")
             chunks: Iterable[bytes] = read_local(path)
         else:
             check_url(url)
@@ -335,7 +339,7 @@ def fetch(url: str, store: Path, settings: Settings) -> Fetched:
             chunks = body_chunks(response, settings.timeout, deadline)
         outcome.id, extension, outcome.bytes = store_stream(chunks, part, settings.max_bytes)
         return Fetched(outcome, part, extension)
-    except Rejected as rejection:
+    except UrlFailed as rejection:
         outcome.status, outcome.error = rejection.status, str(rejection)
         if rejection.status == "not_image" and response is not None:
             outcome.error += f" (Content-Type {response.headers.get('Content-Type', 'none')})"
@@ -371,8 +375,8 @@ def read_journal(store: Path) -> dict[str, dict]:
     return records
 
 
-def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.DataFrame:
-    """Download `urls` into `store`; return one Outcome row per URL, in the order given.
+def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings) -> pd.DataFrame:
+    """Download `urls` into `store`; return one UrlOutcome row per URL, in the order given.
 
     Results are accepted in URL order whatever order they finish in, so which URL of two with
     the same content counts as the duplicate, and which images fall past `max_images`, does
@@ -384,7 +388,7 @@ def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.
         stale.unlink()
     done_before = read_journal(store)
     kept: set[str] = set()
-    outcomes: list[Outcome] = []
+    outcomes: list[UrlOutcome] = []
     pending: deque[tuple[str, Future | None]] = deque()
     remaining = iter(urls)
 
@@ -406,13 +410,13 @@ def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.
             fetched = future.result() if future else cached(done_before[url])
             if len(kept) >= settings.max_images:
                 discard(fetched)
-                outcomes.append(Outcome(url=url, status="skipped", error="max_images reached"))
+                outcomes.append(UrlOutcome(url=url, status="skipped", error="max_images reached"))
             else:
                 outcomes.append(accept(fetched, store, kept, journal))
                 submit_next(pool)
             progress.update()
         for url in remaining:
-            outcomes.append(Outcome(url=url, status="skipped", error="max_images reached"))
+            outcomes.append(UrlOutcome(url=url, status="skipped", error="max_images reached"))
     table = pd.DataFrame([asdict(outcome) for outcome in outcomes], columns=COLUMNS)
     table["http_code"] = table["http_code"].astype("Int64")
     log.info("%s: %s", store, table["status"].value_counts().to_dict())
@@ -420,7 +424,7 @@ def download_urls(urls: list[str], store: str | Path, settings: Settings) -> pd.
 
 
 def cached(record: dict) -> Fetched:
-    outcome = Outcome(
+    outcome = UrlOutcome(
         url=record["url"],
         status="ok",
         http_code=record.get("http_code"),
@@ -435,7 +439,7 @@ def discard(fetched: Fetched) -> None:
         fetched.part.unlink(missing_ok=True)
 
 
-def accept(fetched: Fetched, store: Path, kept: set[str], journal) -> Outcome:
+def accept(fetched: Fetched, store: Path, kept: set[str], journal) -> UrlOutcome:
     """Move a new image to its final name, or mark it a duplicate of one the class has."""
     outcome = fetched.outcome
     if outcome.status != "ok":
@@ -447,8 +451,13 @@ def accept(fetched: Fetched, store: Path, kept: set[str], journal) -> Outcome:
             discard(fetched)
         else:
             fetched.part.replace(store / name)
-        record = {"url": outcome.url, "id": outcome.id, "file": name,
-                  "bytes": outcome.bytes, "http_code": outcome.http_code}  # fmt: skip
+        record = {
+            "url": outcome.url,
+            "id": outcome.id,
+            "file": name,
+            "bytes": outcome.bytes,
+            "http_code": outcome.http_code,
+        }
         journal.write(json.dumps(record) + "\n")
         journal.flush()
     if outcome.id in kept:

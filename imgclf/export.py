@@ -6,11 +6,10 @@ normalisation is inside it. model.json says how to make its input from an image 
 """
 
 import functools
-import json
 import logging
 import platform
+from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -18,8 +17,8 @@ import torch
 from torch import nn
 
 from .data import load_images, prepare_file, read_split
-from .files import atomic_path, file_sha256, write_text
-from .interpret import ChosenModel
+from .files import file_sha256
+from .job import ChosenModel, Job
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .preprocess import PREPARE
 
@@ -48,8 +47,8 @@ class Exported(nn.Module):
         return self.model((images.float() - self.mean) / self.std).softmax(1)
 
 
-def to_onnx(model: nn.Module, size: int, path: str | Path) -> Exported:
-    """Write the model, wrapped as Exported, to `path`; returns the wrapper (in eval mode)."""
+def to_onnx(model: nn.Module, size: int) -> tuple[bytes, Exported]:
+    """The model, wrapped as Exported, as an ONNX file's bytes; and the wrapper (in eval mode)."""
     wrapper = Exported(model).eval()
     example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
     program = torch.onnx.export(
@@ -60,14 +59,12 @@ def to_onnx(model: nn.Module, size: int, path: str | Path) -> Exported:
         output_names=["probabilities"],
         dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
     )
-    with atomic_path(path) as tmp:
-        program.save(str(tmp))
-    return wrapper
+    return program.model_proto.SerializeToString(), wrapper
 
 
-def check_onnx(path: str | Path, wrapper: Exported, images: torch.Tensor) -> float:
+def check_onnx(onnx: bytes, wrapper: Exported, images: torch.Tensor) -> float:
     """The largest difference between ONNX Runtime's and torch's probabilities on `images`."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     exported = session.run(None, {"images": images.numpy()})[0]
     with torch.no_grad():
         expected = wrapper(images).numpy()
@@ -80,27 +77,36 @@ def check_onnx(path: str | Path, wrapper: Exported, images: torch.Tensor) -> flo
     return difference
 
 
-def export_model(job, chosen: ChosenModel, outputs) -> None:
-    """Export the chosen stage as ONNX, check it with ONNX Runtime, write model.json."""
+@dataclass
+class ExportedModel:
+    """The ONNX file's bytes, checked against torch, and the model.json to write beside it."""
+
+    onnx: bytes
+    meta: dict
+
+
+def export_model(job: Job, chosen: ChosenModel, onnx_name: str) -> ExportedModel:
+    """The chosen stage as ONNX (to be saved as `onnx_name`), checked with ONNX Runtime."""
     job.setup()
-    model = job.build(str(chosen.weights)).eval()
+    model = job.build(chosen.weights).eval()
     size = job.model.image_size
-    wrapper = to_onnx(model, size, outputs.model)
+    onnx, wrapper = to_onnx(model, size)
     valid = read_split(job.split).query("is_valid").head(CHECK_IMAGES)
-    images = load_images(valid["path"].tolist(), functools.partial(prepare_file, size=size),
-                         job.threads)  # fmt: skip
-    difference = check_onnx(outputs.model, wrapper, torch.stack(images))
-    log.info("ONNX Runtime matches torch within %.1e on %d validation images", difference,
-             len(images))  # fmt: skip
+    prepare = functools.partial(prepare_file, size=size)
+    images = load_images(valid["path"].tolist(), prepare, job.threads)
+    difference = check_onnx(onnx, wrapper, torch.stack(images))
+    log.info(
+        "ONNX Runtime matches torch within %.1e on %d validation images", difference, len(images)
+    )
     meta = {
         "format": "onnx",
-        "file": Path(outputs.model).name,
+        "file": onnx_name,
         "input": {
             "name": "images",
             "dtype": "uint8",
             "shape": ["batch", 3, size, size],
             "layout": "RGB, channels first, 0-255",
-        },  # fmt: skip
+        },
         "output": {"name": "probabilities", "shape": ["batch", len(job.classes)]},
         "classes": job.classes,
         "image_size": size,
@@ -109,7 +115,7 @@ def export_model(job, chosen: ChosenModel, outputs) -> None:
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
             "applied": "inside the model, to pixels / 255",
-        },  # fmt: skip
+        },
         "arch": chosen.meta["arch"],
         "stage": chosen.stage,
         "stage_reason": chosen.reason,
@@ -119,6 +125,6 @@ def export_model(job, chosen: ChosenModel, outputs) -> None:
         "versions": {
             "python": platform.python_version(),
             **{package: version(package) for package in PACKAGES},
-        },  # fmt: skip
+        },
     }
-    write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
+    return ExportedModel(onnx, meta)

@@ -3,6 +3,7 @@ final name, reading the workflow's tables, and listing what a user named."""
 
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -66,6 +67,15 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -95,8 +105,9 @@ def files_in(paths: list[str]) -> list[str]:
     for path in map(Path, paths):
         if path.is_dir():
             files = [file for file in path.rglob("*") if file.is_file()]
-            hidden = [any(part.startswith(".") for part in file.relative_to(path).parts)
-                      for file in files]  # fmt: skip
+            hidden = [
+                any(part.startswith(".") for part in file.relative_to(path).parts) for file in files
+            ]
             found += sorted(str(file) for file, skip in zip(files, hidden, strict=True) if not skip)
         else:
             found.append(str(path))

@@ -1,18 +1,17 @@
-"""interpret: where the model goes wrong (fastai's ClassificationInterpretation), as files."""
+"""interpret: where the model goes wrong (fastai's ClassificationInterpretation)."""
 
 import functools
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .data import Collate, load_images, prepare_file, read_split
-from .files import write_csv, write_text
+from .job import ChosenModel, Job
 from .plots import plot_confusion_matrix, plot_image_grid
 from .train import autocast
 
@@ -22,7 +21,7 @@ PREDICTION_COLUMNS = ["id", "path", "label", "is_valid", "predicted", "loss", "p
 
 
 @dataclass
-class Settings:
+class InterpretSettings:
     """The `interpret` section of config.yaml."""
 
     min_val: int
@@ -31,40 +30,16 @@ class Settings:
 
 
 @dataclass
-class ChosenModel:
-    """The trained stage that interpret, export and predict use, and why."""
+class Diagnosis:
+    """Where the chosen model goes wrong, as interpret's rule writes it."""
 
-    stage: str
-    folder: Path
-    meta: dict
-    reason: str
-    versus_stage1: dict | None = None  # when stage 2 was trained: see stages.versus_stage1
-
-    @property
-    def weights(self) -> Path:
-        return self.folder / "model.safetensors"
-
-
-def choose_model(choice: str, files: list[str]) -> ChosenModel:
-    """The stage named by `final_model` (stage1, stage2), or `best`: the lower validation loss.
-
-    `files` are the model.json and model.safetensors of the stages that the choice needs: one
-    stage, or both for `best`.
-    """
-    metas = {}
-    for path in map(Path, files):
-        if path.name == "model.json":
-            meta = json.loads(path.read_text())
-            metas[meta["stage"]] = (path.parent, meta)
-    versus_stage1 = metas["stage2"][1].get("versus_stage1") if "stage2" in metas else None
-    if choice != "best":
-        folder, meta = metas[choice]
-        return ChosenModel(choice, folder, meta, f"final_model is {choice}", versus_stage1)
-    losses = {stage: meta["metrics"]["valid_loss"] for stage, (_, meta) in sorted(metas.items())}
-    stage = min(losses, key=losses.get)  # on a tie, stage 1: the model that changed less
-    compared = ", ".join(f"{name} {loss:.4f}" for name, loss in losses.items())
-    reason = f"final_model is best: {stage} has the lower validation loss ({compared})"
-    return ChosenModel(stage, *metas[stage], reason, versus_stage1)
+    confusion: pd.DataFrame  # actual (rows, the index) against predicted (columns)
+    confusion_plot: Figure
+    most_confused: pd.DataFrame
+    per_class: pd.DataFrame
+    metrics: dict
+    top_losses: Figure
+    review: pd.DataFrame
 
 
 @torch.no_grad()
@@ -130,25 +105,21 @@ def review_table(predictions: pd.DataFrame, rows: int) -> pd.DataFrame:
     return highest_losses(predictions, rows).assign(decision="")
 
 
-def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
-    """Predict every image of the split with the chosen model; write the diagnosis."""
+def interpret(job: Job, chosen: ChosenModel, settings: InterpretSettings) -> Diagnosis:
+    """Predict every image of the split with the chosen model; diagnose its mistakes."""
     device = job.setup()
     log.info("interpreting %s: %s", chosen.stage, chosen.reason)
     split = read_split(job.split)
     size = job.model.image_size
-    images = load_images(split["path"].tolist(), functools.partial(prepare_file, size=size),
-                         job.threads)  # fmt: skip
-    model = job.build(str(chosen.weights))
+    prepare = functools.partial(prepare_file, size=size)
+    images = load_images(split["path"].tolist(), prepare, job.threads)
+    model = job.build(chosen.weights)
     log_probs = log_probabilities(model, images, job.model.batch_size * 2, device)
     predictions = prediction_table(split, log_probs, job.classes)
     valid = predictions[predictions["is_valid"]]
 
     matrix = confusion(valid, job.classes)
-    write_csv(outputs.confusion_csv, matrix.reset_index())
-    plot_confusion_matrix(matrix, outputs.confusion_png, f"confusion matrix ({chosen.stage})")
-    write_csv(outputs.most_confused, most_confused(matrix, settings.min_val))
     report = class_report(valid, job.classes)
-    write_csv(outputs.per_class, report)
     accuracy = float((valid["label"] == valid["predicted"]).mean())
     metrics = {
         "stage": chosen.stage,
@@ -160,18 +131,24 @@ def interpret(job, chosen: ChosenModel, settings: Settings, outputs) -> None:
         "per_class": report.set_index("class").to_dict(orient="index"),
         "stage2_versus_stage1": chosen.versus_stage1,
     }
-    write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
-
     worst = highest_losses(valid, settings.top_losses)
-    plot_image_grid(
+    top_losses = plot_image_grid(
         [images[position].permute(1, 2, 0).numpy() for position in worst.index],
         [
             f"{row.predicted}/{row.label}\n{row.loss:.2f} / {row.probability:.2f}"
             for row in worst.itertuples()
-        ],  # fmt: skip
-        outputs.top_losses,
+        ],
         "prediction/actual, loss / probability of the prediction",
     )
-    write_csv(outputs.review, review_table(predictions, settings.review))
-    log.info("%s: validation error rate %.4f over %d images", chosen.stage, 1 - accuracy,
-             len(valid))  # fmt: skip
+    log.info(
+        "%s: validation error rate %.4f over %d images", chosen.stage, 1 - accuracy, len(valid)
+    )
+    return Diagnosis(
+        confusion=matrix,
+        confusion_plot=plot_confusion_matrix(matrix, f"confusion matrix ({chosen.stage})"),
+        most_confused=most_confused(matrix, settings.min_val),
+        per_class=report,
+        metrics=metrics,
+        top_losses=top_losses,
+        review=review_table(predictions, settings.review),
+    )

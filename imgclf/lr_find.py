@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .models import Classifier
-from .train import autocast, make_optimizer, train_step
+from .train import autocast, make_optimizer, scheduled_steps
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ STAGE2_SHARE = 0.1
 
 
 @dataclass
-class Settings:
+class LrFindSettings:
     """The `lr_find` section of config.yaml."""
 
     start_lr: float
@@ -93,7 +93,7 @@ def body_features(model: Classifier, loader: DataLoader, batches: int, device) -
 def sweep(
     model: Classifier,
     loader: DataLoader,
-    settings: Settings,
+    settings: LrFindSettings,
     device: torch.device,
     weight_decay: float,
     momentum: float,
@@ -112,25 +112,27 @@ def sweep(
         work = HeadOnly(work.head)
     else:
         batches = loader
+    # Every group starts at start_lr, its "peak", and rises from there exponentially.
     rates = [settings.start_lr] * len(work.layer_groups())
     optimizer, scaler = make_optimizer(work, rates, weight_decay, momentum, device)
     steps = settings.num_iter
     ratio = settings.end_lr / settings.start_lr
+
+    def exponential(step: int, start_lr: float) -> tuple[float, float]:
+        return start_lr * ratio ** (step / (steps - 1)), momentum
+
     cycled = itertools.chain.from_iterable(itertools.repeat(batches))
+    batches = tqdm(itertools.islice(cycled, steps), total=steps, desc="lr_find")
     average = MovingAverage(steps)
     rows, best = [], math.inf
-    for step, (inputs, targets) in zip(tqdm(range(steps), desc="lr_find"), cycled, strict=False):
-        lr = settings.start_lr * ratio ** (step / (steps - 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        value = train_step(work, optimizer, scaler, inputs, targets, device)
-        if not math.isfinite(value):
+    for record in scheduled_steps(work, batches, optimizer, scaler, exponential, device):
+        if not math.isfinite(record["loss"]):
             break
-        smoothed = average.add(value)
-        rows.append({"lr": lr, "loss": value, "smoothed_loss": smoothed})
+        smoothed = average.add(record["loss"])
+        rows.append({"lr": record["lr"], "loss": record["loss"], "smoothed_loss": smoothed})
         # An average of fewer batches than its window is too noisy to set the minimum: one
         # lucky first batch would otherwise stop a flat sweep long before it diverges.
-        if step + 1 >= average.window:
+        if len(rows) >= average.window:
             best = min(best, smoothed)
         if smoothed > DIVERGED * best:
             break
@@ -314,7 +316,7 @@ def choose(result: Sweep, suggestion: str, stage: str, stage1_lr: float | None =
     return Choice(lr, reason, from_sweep=True)
 
 
-def up_to(settings: Settings, end_lr: float) -> Settings:
+def up_to(settings: LrFindSettings, end_lr: float) -> LrFindSettings:
     """The sweep ending at `end_lr` instead, as densely: stage 2 trains at a tenth of stage 1's
     rate at most, so its sweep need not go past stage 1's, and a hundred steps of the whole
     model are the dearest part of lr_find."""

@@ -103,8 +103,9 @@ def torchvision_resnet(arch: str, pretrained: bool) -> tuple[list[nn.Module], in
                     "model.pretrained: false to train from scratch."
                 ) from error
     model = get_model(arch, weights=weights)
-    first = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1,
-                          model.layer2)  # fmt: skip
+    first = nn.Sequential(
+        model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2
+    )
     second = nn.Sequential(model.layer3, model.layer4)
     return [first, second], model.fc.in_features
 

@@ -1,43 +1,45 @@
-"""Training plots: loss curves, and the rate/momentum schedule (fastai's plot_lr(show_moms))."""
+"""The workflow's figures, as matplotlib figures that the rules' scripts save with save_figure."""
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: jobs have no screen
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from .files import atomic_path  # noqa: E402
+from .files import atomic_path
 
 
-def save(figure, path) -> None:
+def save_figure(figure: Figure, path) -> None:
+    """Write a figure as PNG, atomically, and free it."""
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
 
 
-def plot_losses(history: pd.DataFrame, steps: pd.DataFrame, path, title: str) -> None:
+def plot_losses(history: pd.DataFrame, steps: pd.DataFrame, title: str) -> Figure:
     per_epoch = len(steps) / len(history)
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(steps["step"], steps["loss"], alpha=0.4, label="train loss (batch)")
     axes.plot(history["epoch"] * per_epoch, history["valid_loss"], "o-", label="valid loss")
     axes.set(xlabel="step", ylabel="loss", title=title)
     axes.legend()
-    save(figure, path)
+    return figure
 
 
-def plot_schedule(steps: pd.DataFrame, path, title: str) -> None:
+def plot_schedule(steps: pd.DataFrame, title: str) -> Figure:
     figure, (rate, momentum) = plt.subplots(1, 2, figsize=(9, 3.5))
     rate.plot(steps["step"], steps["lr"])
     rate.set(xlabel="step", ylabel="learning rate (head)", title=title)
     momentum.plot(steps["step"], steps["momentum"], color="tab:orange")
     momentum.set(xlabel="step", ylabel="momentum (Adam beta1)")
-    save(figure, path)
+    return figure
 
 
-def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, title: str) -> None:
+def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, title: str) -> Figure:
     """Loss against rate (log scale), each suggestion marked, the one used larger."""
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(table["lr"], table["loss"], alpha=0.3, label="loss")
@@ -45,8 +47,13 @@ def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, titl
     for name, lr in suggestions.items():
         loss = np.interp(np.log(lr), np.log(table["lr"]), table["smoothed_loss"])
         used = name == chosen
-        axes.plot(lr, loss, "o", markersize=9 if used else 5,
-                  label=f"{name}: {lr:.2e}" + (" (used)" if used else ""))  # fmt: skip
+        axes.plot(
+            lr,
+            loss,
+            "o",
+            markersize=9 if used else 5,
+            label=f"{name}: {lr:.2e}" + (" (used)" if used else ""),
+        )
     smoothed = table["smoothed_loss"].to_numpy()
     if len(smoothed):  # a loss that was not finite at the first rate leaves no curve
         # Clip the divergent end, as fastai does, so that the useful part of the curve shows.
@@ -55,10 +62,10 @@ def plot_lr_find(table: pd.DataFrame, suggestions: dict, chosen: str, path, titl
         axes.set_ylim(smoothed.min() * 0.9, top)
     axes.set(xscale="log", xlabel="learning rate", ylabel="loss", title=title)
     axes.legend()
-    save(figure, path)
+    return figure
 
 
-def plot_image_grid(images: list[np.ndarray], titles: list[str], path, title: str) -> None:
+def plot_image_grid(images: list[np.ndarray], titles: list[str], title: str) -> Figure:
     """Images (H, W, 3 uint8) in a grid of up to three columns, each with its title."""
     columns = min(3, len(images))
     rows = max(1, -(-len(images) // columns))
@@ -69,10 +76,10 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path, title: st
         axis.imshow(image)
         axis.set_title(caption, fontsize=9)
     figure.suptitle(title)
-    save(figure, path)
+    return figure
 
 
-def plot_confusion_matrix(matrix: pd.DataFrame, path, title: str) -> None:
+def plot_confusion_matrix(matrix: pd.DataFrame, title: str) -> Figure:
     """Counts of actual (rows) against predicted (columns) classes, as fastai draws it."""
     size = max(4, 0.6 * len(matrix) + 2)
     figure, axes = plt.subplots(figsize=(size, size))
@@ -83,7 +90,13 @@ def plot_confusion_matrix(matrix: pd.DataFrame, path, title: str) -> None:
     darkest = matrix.to_numpy().max()
     for row, column in np.ndindex(matrix.shape):
         count = matrix.iat[row, column]
-        axes.text(column, row, count, ha="center", va="center",
-                  color="white" if count > darkest / 2 else "black")  # fmt: skip
+        axes.text(
+            column,
+            row,
+            count,
+            ha="center",
+            va="center",
+            color="white" if count > darkest / 2 else "black",
+        )
     axes.set(xlabel="predicted", ylabel="actual", title=title)
-    save(figure, path)
+    return figure

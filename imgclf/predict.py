@@ -90,9 +90,12 @@ class Predictor:
             if batch:
                 for row, probabilities in zip(readable, self.probabilities(batch), strict=True):
                     prediction = self.as_prediction(probabilities)
-                    row.update(label=prediction.label, index=prediction.index,
-                               probability=prediction.probabilities[prediction.label],
-                               **prediction.probabilities)  # fmt: skip
+                    row.update(
+                        label=prediction.label,
+                        index=prediction.index,
+                        probability=prediction.probabilities[prediction.label],
+                        **prediction.probabilities,
+                    )
         columns = ["path", "label", "index", "probability", *self.classes, "error"]
         return pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
 

@@ -5,43 +5,9 @@ import re
 
 import pandas as pd
 
-DROP = "drop"
+from .labels import apply_labels
+
 SPLIT_COLUMNS = ["id", "path", "label", "is_valid"]
-
-
-class LabelsError(ValueError):
-    """The labels file cannot be applied; the message says which rows and why."""
-
-
-def apply_labels(manifest: pd.DataFrame, labels: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """Relabel the manifest's images by the labels table (id, label); `drop` or '' removes."""
-    missing = {"id", "label"} - set(labels.columns)
-    if missing:
-        raise LabelsError(f"labels file lacks column(s) {', '.join(sorted(missing))}")
-    labels = labels.assign(id=labels["id"].str.strip(), label=labels["label"].str.strip())
-    repeated = labels["id"][labels["id"].duplicated()].unique()
-    if len(repeated):
-        raise LabelsError(f"labels file lists these ids more than once: {', '.join(repeated)}")
-    unknown = labels["id"][~labels["id"].isin(manifest["id"])]
-    if len(unknown):
-        raise LabelsError(
-            f"labels file has {len(unknown)} id(s) that are not in the manifest: "
-            f"{', '.join(unknown[:10])}"
-        )
-    bad = labels[~labels["label"].isin([*classes, DROP, ""])]
-    if len(bad):
-        raise LabelsError(
-            "labels file has label(s) that are not classes "
-            f"({', '.join(classes)}), '{DROP}' or empty: "
-            + ", ".join(f"{row.id}={row.label!r}" for row in bad.head(10).itertuples())
-        )
-    overrides = dict(zip(labels["id"], labels["label"], strict=True))
-    new_labels = [
-        overrides.get(image_id, label)
-        for image_id, label in zip(manifest["id"], manifest["label"], strict=True)
-    ]
-    relabelled = manifest.assign(label=new_labels)
-    return relabelled[~relabelled["label"].isin([DROP, ""])]
 
 
 def unit_hash(seed: int, image_id: str) -> float:

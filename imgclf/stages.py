@@ -1,99 +1,61 @@
-"""The training stages as the rules run them: lr_find, train_stage1, finetune_stage2."""
+"""The training stages as the rules run them: lr_find, train_stage1, finetune_stage2.
+
+Each returns what it made; the rule's script writes it.
+"""
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from . import lr_find
-from .data import Augment, make_loaders, read_split
-from .files import file_sha256, write_csv, write_text
-from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier, build_model, freeze_body, unfreeze
-from .plots import plot_image_grid, plot_losses, plot_lr_find, plot_schedule
-from .train import (
-    OneCycleSettings,
-    discriminative_rates,
-    fit_one_cycle,
-    load_weights,
-    pick_device,
-    save_weights,
-    seed_everything,
-)
+from .files import file_sha256
+from .job import Job
+from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier
+from .plots import plot_image_grid, plot_lr_find
+from .train import OneCycleSettings, discriminative_rates, fit_one_cycle
 
 log = logging.getLogger(__name__)
 
 WORSE = 1.1  # stage 2 "made things worse" above this many times stage 1's validation loss
 
-
-@dataclass
-class ModelSettings:
-    """The `model` section of config.yaml."""
-
-    arch: str
-    pretrained: bool
-    image_size: int
-    batch_size: int
+MaxLr = float | list[float] | str  # a stage's `max_lr` in config.yaml: a rate, [lo, hi], auto
 
 
 @dataclass
-class Job:
-    """What every training rule shares: data, model, seed and CPU threads."""
+class TrainedStage:
+    """A trained stage: the model, its per-epoch history and per-step schedule, its model.json,
+    and (stage 1) a training batch as the model saw it."""
 
-    split: str
-    classes: list[str]
-    model: ModelSettings
-    augment: Augment
-    seed: int
-    threads: int
+    model: Classifier
+    history: pd.DataFrame
+    steps: pd.DataFrame
+    meta: dict
+    sample_batch: Figure | None = None
 
-    def setup(self) -> torch.device:
-        """Seed, cap torch's threads; the device to run on."""
-        # More threads than cores (--cores 4 on a 2-core machine) makes torch much slower.
-        torch.set_num_threads(min(self.threads, len(os.sched_getaffinity(0))))
-        seed_everything(self.seed)
-        device = pick_device()
-        log.info("device: %s, %d CPU threads", device, torch.get_num_threads())
-        return device
 
-    def start(self):
-        """Set up, load the data; returns (train_loader, valid_loader, device)."""
-        device = self.setup()
-        train_loader, valid_loader = make_loaders(
-            read_split(self.split),
-            self.classes,
-            self.model.image_size,
-            self.model.batch_size,
-            self.augment,
-            self.seed,
-            self.threads,
-        )
-        return train_loader, valid_loader, device
+@dataclass
+class FoundRate:
+    """An lr_find sweep: the loss at each rate, its plot, and the rate chosen with the reason."""
 
-    def build(self, stage1_weights: str | None = None) -> Classifier:
-        """Stage 1's model (pretrained body frozen) or, given its weights, stage 2's (unfrozen)."""
-        if stage1_weights is None:
-            model = build_model(self.model.arch, len(self.classes), self.model.pretrained)
-            freeze_body(model)
-        else:
-            model = build_model(self.model.arch, len(self.classes), pretrained=False)
-            load_weights(model, stage1_weights)
-            model.keeps_body_statistics = self.model.pretrained
-            unfreeze(model)
-        return model
+    table: pd.DataFrame
+    plot: Figure
+    summary: dict
 
 
 def stage_rates(
-    settings: OneCycleSettings, groups: int, lr_find_json: str | None, discriminative: bool
+    max_lr: MaxLr, groups: int, lr_find_json: str | None, discriminative: bool
 ) -> tuple[list[float], str]:
     """Peak rate per layer group (one rate for all, or [lo, hi] spread geometrically), and why.
 
     `auto` takes lr_find's choice: as the one rate, or (discriminative) as hi with
     lo = hi / 100.
     """
-    max_lr, reason = settings.max_lr, "max_lr in the config"
+    reason = "max_lr in the config"
     if max_lr == "auto":
         found = json.loads(Path(lr_find_json).read_text())
         hi, reason = found["lr"], f"auto: {found['reason']}"
@@ -107,23 +69,22 @@ def train_stage(
     job: Job,
     stage: str,
     settings: OneCycleSettings,
-    outputs,
+    max_lr: MaxLr,
     lr_find_json: str | None = None,
     stage1_weights: str | None = None,
     stage1_meta: str | None = None,
-) -> None:
-    """Train one stage and write its weights, history, schedule, plots and model.json.
-
-    Stage 2 (given stage 1's weights and model.json) also says whether it made things worse.
-    """
+) -> TrainedStage:
+    """Train one stage. Stage 2 (given stage 1's weights and model.json) also says whether it
+    made things worse."""
     train_loader, valid_loader, device = job.start()
+    sample_batch = None
     if stage == "stage1":
-        plot_sample_batch(train_loader, job.classes, outputs.batch)
+        sample_batch = plot_sample_batch(train_loader, job.classes)
     model = job.build(stage1_weights)
     log.info("model:\n%s", model)
     groups = len(model.layer_groups())
     rates, reason = stage_rates(
-        settings, groups, lr_find_json, discriminative=stage1_weights is not None
+        max_lr, groups, lr_find_json, discriminative=stage1_weights is not None
     )
     log.info(
         "%s: peak learning rates per layer group %s (%s)",
@@ -134,10 +95,6 @@ def train_stage(
     history, steps = fit_one_cycle(
         model, train_loader, valid_loader, rates, settings, stage, device
     )
-    write_csv(outputs.history, history)
-    write_csv(outputs.steps, steps)
-    plot_losses(history, steps, outputs.losses, f"{stage}: losses")
-    plot_schedule(steps, outputs.schedule, f"{stage}: one-cycle schedule")
     final = history.iloc[-1]
     metrics = {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")}
     # Everything that made this model, resolved (max_lr as the rates used; stage 2 carries
@@ -166,9 +123,8 @@ def train_stage(
         stage1 = json.loads(Path(stage1_meta).read_text())
         config["stages"] = stage1["config"]["stages"]
         meta["versus_stage1"] = versus_stage1(stage1["metrics"], metrics)
-    config["stages"][stage] = {**asdict(settings), "max_lr": rates}
-    write_text(outputs.meta, json.dumps(meta, indent=2) + "\n")
-    save_weights(model, outputs.weights)  # last, so its presence means the stage finished
+    config["stages"][stage] = {"max_lr": rates, **asdict(settings)}
+    return TrainedStage(model, history, steps, meta, sample_batch)
 
 
 def versus_stage1(stage1: dict, stage2: dict) -> dict:
@@ -188,27 +144,28 @@ def versus_stage1(stage1: dict, stage2: dict) -> dict:
     return {"stage1": stage1, "stage2": stage2, "worse": worse}
 
 
-def plot_sample_batch(loader, classes: list[str], path, count: int = 9) -> None:
+def plot_sample_batch(loader, classes: list[str], count: int = 9) -> Figure:
     """Training images as the model sees them after augmentation (fastai's show_batch)."""
     images, targets = next(iter(loader))
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    pixels = [(image * std + mean).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
-              for image in images[:count]]  # fmt: skip
+    pixels = [
+        (image * std + mean).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+        for image in images[:count]
+    ]
     titles = [classes[target] for target in targets[:count]]
-    plot_image_grid(pixels, titles, path, "a training batch, augmented")
+    return plot_image_grid(pixels, titles, "a training batch, augmented")
 
 
 def find_lr(
     job: Job,
     stage: str,
-    settings: lr_find.Settings,
+    settings: lr_find.LrFindSettings,
     weight_decay: float,
     momentum: float,
-    outputs,
     stage1_weights: str | None = None,
     stage1_meta: str | None = None,
-) -> None:
-    """Sweep the rate for a stage's starting model; write the table, plot and chosen rate."""
+) -> FoundRate:
+    """Sweep the rate for a stage's starting model and choose one."""
     train_loader, _, device = job.start()
     model = job.build(stage1_weights)
     stage1_lr = None
@@ -229,8 +186,7 @@ def find_lr(
     suggestions = lr_find.suggest(result) if readable else {}
     falls = lr_find.loss_falls(result) if readable else None
     log.info("%s: suggestions %s; using %.3g: %s", stage, suggestions, choice.lr, choice.reason)
-    write_csv(outputs.table, result.table)
-    plot_lr_find(result.table, suggestions, settings.suggestion, outputs.plot, f"lr_find {stage}")
+    plot = plot_lr_find(result.table, suggestions, settings.suggestion, f"lr_find {stage}")
     summary = {
         "stage": stage,
         "suggestion": settings.suggestion,
@@ -240,16 +196,4 @@ def find_lr(
         **suggestions,
         "loss_falls": falls,
     }
-    write_text(outputs.suggestion, json.dumps(summary, indent=2) + "\n")
-
-
-def make_job(split: str, params: dict, threads: int) -> Job:
-    """A Job from the rules' `job` parameter (see workflow/rules/common.smk)."""
-    return Job(
-        split=split,
-        classes=params["classes"],
-        model=ModelSettings(**params["model"]),
-        augment=Augment(**params["augment"]),
-        seed=params["seed"],
-        threads=threads,
-    )
+    return FoundRate(result.table, plot, summary)

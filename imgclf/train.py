@@ -5,6 +5,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,10 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class OneCycleSettings:
-    """A training stage's section of config.yaml (train_stage1, finetune_stage2)."""
+    """A training stage's section of config.yaml (train_stage1, finetune_stage2), but for
+    its `max_lr`, which `stages.stage_rates` resolves to the rates of `fit_one_cycle`."""
 
     epochs: int
-    max_lr: float | list[float] | str
     div_factor: float
     pct_start: float
     moms: list[float]
@@ -103,6 +104,33 @@ def train_step(model, optimizer, scaler, images, targets, device) -> float:
     return value
 
 
+Schedule = Callable[[int, float], tuple[float, float]]  # (step, peak rate) -> (rate, momentum)
+
+
+def scheduled_steps(
+    model: nn.Module,
+    batches: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: Schedule,
+    device: torch.device,
+    first_step: int = 0,
+) -> Iterator[dict]:
+    """Per batch: set each group's rate (from its peak, `max_lr`) and momentum, take the step,
+    and yield its record (step, lr of the last group, momentum, loss).
+
+    fit_one_cycle and the lr_find sweep both train this way; each decides what a non-finite
+    loss means (an error; the end of the sweep) and stops by not asking for the next step.
+    """
+    for step, (inputs, targets) in enumerate(batches, start=first_step):
+        for group in optimizer.param_groups:
+            group["lr"], momentum = schedule(step, group["max_lr"])
+            group["betas"] = (momentum, ADAM_BETA2)
+        loss = train_step(model, optimizer, scaler, inputs, targets, device)
+        lr = optimizer.param_groups[-1]["lr"]
+        yield {"step": step, "lr": lr, "momentum": momentum, "loss": loss}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
     model.eval()
@@ -137,45 +165,38 @@ def fit_one_cycle(
         model, rates, settings.weight_decay, settings.moms[0], device
     )
     total_steps = settings.epochs * len(train_loader)
-    cycles = [
-        OneCycle(
-            group["max_lr"],
-            total_steps,
-            settings.div_factor,
-            settings.pct_start,
-            tuple(settings.moms),
-        )  # fmt: skip
-        for group in optimizer.param_groups
-    ]
+    cycle = OneCycle(total_steps, settings.div_factor, settings.pct_start, tuple(settings.moms))
     history, steps = [], []
-    step = 0
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         model.train()
-        losses = []
-        for images, targets in tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5):
-            for group, cycle in zip(optimizer.param_groups, cycles, strict=True):
-                group["lr"], momentum = cycle(step)
-                group["betas"] = (momentum, ADAM_BETA2)
-            loss = train_step(model, optimizer, scaler, images, targets, device)
-            if not math.isfinite(loss):
+        batches = tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5)
+        first_step = len(steps)
+        for record in scheduled_steps(model, batches, optimizer, scaler, cycle, device, first_step):
+            if not math.isfinite(record["loss"]):
                 raise TrainingError(
-                    f"{stage}: the loss became {loss} in epoch {epoch + 1} at learning "
-                    f"rate {optimizer.param_groups[-1]['lr']:.3g}; lower max_lr"
+                    f"{stage}: the loss became {record['loss']} in epoch {epoch + 1} at learning "
+                    f"rate {record['lr']:.3g}; lower max_lr"
                 )
-            losses.append(loss)
-            steps.append({"step": step, "lr": optimizer.param_groups[-1]["lr"],
-                          "momentum": momentum, "loss": loss})  # fmt: skip
-            step += 1
+            steps.append(record)
         metrics = evaluate(model, valid_loader, device)
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics,
-               "seconds": time.perf_counter() - started}  # fmt: skip
+        losses = [record["loss"] for record in steps[first_step:]]
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            **metrics,
+            "seconds": time.perf_counter() - started,
+        }
         history.append(row)
         log.info(
             "%s epoch %d: train_loss %.4f valid_loss %.4f error_rate %.4f (%.1f s)",
-            stage, row["epoch"], row["train_loss"], row["valid_loss"], row["error_rate"],
+            stage,
+            row["epoch"],
+            row["train_loss"],
+            row["valid_loss"],
+            row["error_rate"],
             row["seconds"],
-        )  # fmt: skip
+        )
     return pd.DataFrame(history, columns=HISTORY_COLUMNS), pd.DataFrame(steps)
 
 

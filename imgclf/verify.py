@@ -35,7 +35,7 @@ CARD_COLOURS = 8
 
 
 @dataclass
-class Settings:
+class VerifySettings:
     """The `verify` section of config.yaml; its schema gives the defaults."""
 
     max_size: int
@@ -44,7 +44,7 @@ class Settings:
     placeholder_urls: int
 
 
-class Rejected(Exception):
+class ImageRejected(Exception):
     pass
 
 
@@ -86,7 +86,7 @@ def normalise_image(
     source: Path,
     dest_dir: Path,
     image_id: str,
-    settings: Settings,
+    settings: VerifySettings,
     budget: MemoryBudget | None = None,
     repeated: int = 0,
 ) -> dict:
@@ -94,14 +94,14 @@ def normalise_image(
 
     JPEGs are decoded at the smallest scale (1/2, 1/4, 1/8) that still covers the output size,
     which is most of verify's speed on photos. Content that `repeated` URLs returned is a
-    placeholder when it is a flat card. Raises Rejected with the reason.
+    placeholder when it is a flat card. Raises ImageRejected with the reason.
     """
     budget = budget or unlimited()
     try:
         with Image.open(source) as image:
             width, height = image.size
             if width * height > settings.max_pixels:
-                raise Rejected(f"decompression bomb: {width}x{height} is over max_pixels")
+                raise ImageRejected(f"decompression bomb: {width}x{height} is over max_pixels")
             scale = min(1.0, settings.max_size / max(width, height))
             image.draft(None, (round(width * scale), round(height * scale)))
             with budget.hold(image.width * image.height * PEAK_BYTES_PER_PIXEL):
@@ -110,15 +110,15 @@ def normalise_image(
                 normal = as_srgb(image)
                 normal.thumbnail((settings.max_size, settings.max_size), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError as error:
-        raise Rejected(f"decompression bomb: {error}") from error
+        raise ImageRejected(f"decompression bomb: {error}") from error
     except UnidentifiedImageError as error:
-        raise Rejected("not an image Pillow can read") from error
+        raise ImageRejected("not an image Pillow can read") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise Rejected(f"cannot decode: {error}") from error
+        raise ImageRejected(f"cannot decode: {error}") from error
     if repeated and is_card(normal):
-        raise Rejected(f"placeholder: a flat card that {repeated} URLs returned")
+        raise ImageRejected(f"placeholder: a flat card that {repeated} URLs returned")
     if min(normal.size) < settings.min_size:
-        raise Rejected(
+        raise ImageRejected(
             f"too small: {width}x{height}, {normal.width}x{normal.height} after shrinking "
             f"to max_size; min_size is {settings.min_size}"
         )
@@ -131,7 +131,7 @@ def normalise_image(
 def verify_downloads(
     downloads: dict[str, pd.DataFrame],
     dest_dir: str | Path,
-    settings: Settings,
+    settings: VerifySettings,
     threads: int = 1,
     memory_mb: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -186,7 +186,7 @@ def verify_downloads(
         image_id, _, path, _, urls = candidate
         try:
             return normalise_image(Path(path), dest_dir, image_id, settings, budget, urls)
-        except Rejected as reason:
+        except ImageRejected as reason:
             return str(reason)
 
     with ThreadPoolExecutor(max(1, threads)) as pool:

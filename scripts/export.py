@@ -1,14 +1,23 @@
-"""Rule export: the chosen stage as ONNX, checked with ONNX Runtime, and its model.json."""
+"""Rule export: the chosen stage as ONNX, checked with ONNX Runtime, and its model.json.
+
+Inputs: split (split.csv, for validation images to check the export on); model (the
+model.json and model.safetensors of the stages that final_model needs).
+Outputs: model (model.onnx), meta (model.json: how to feed it, the classes, its provenance).
+"""
+
+from pathlib import Path
 
 from imgclf.export import export_model
-from imgclf.interpret import choose_model
+from imgclf.files import write_bytes, write_json
+from imgclf.job import choose_model, make_job
 from imgclf.logs import setup_logging
-from imgclf.stages import make_job
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
-    export_model(
+    exported = export_model(
         make_job(snakemake.input.split, snakemake.params.job, snakemake.threads),
         choose_model(snakemake.params.final_model, snakemake.input.model),
-        snakemake.output,
+        onnx_name=Path(snakemake.output.model).name,
     )
+    write_bytes(snakemake.output.model, exported.onnx)
+    write_json(snakemake.output.meta, exported.meta)

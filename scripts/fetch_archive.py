@@ -1,4 +1,8 @@
-"""Rule fetch_archive: download (if it is a URL) and unpack an archive that classes share."""
+"""Rule fetch_archive: download (if it is a URL) and unpack an archive that classes share.
+
+Inputs: the archive (params.location: a URL, or a file that is also the rule's input).
+Output: a folder of the archive's regular files, within archives' limits.
+"""
 
 from pathlib import Path
 

@@ -1,4 +1,8 @@
-"""Rule fetch_urls: write one class's image URLs or paths, one per line."""
+"""Rule fetch_urls: write one class's image URLs or paths, one per line.
+
+Inputs: what the class's source names (a URL list, a folder, an unpacked archive, the demo).
+Output: results/urls/{cls}.txt.
+"""
 
 import logging
 

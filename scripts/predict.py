@@ -1,4 +1,8 @@
-"""Rule predict: classify the config's folder of new images with the exported model."""
+"""Rule predict: classify the config's folder of new images with the exported model.
+
+Inputs: model (model.onnx) and meta (its model.json); images (the files to classify).
+Output: predictions.csv, a row per file (its label and probabilities, or its error).
+"""
 
 from pathlib import Path
 

@@ -1,4 +1,8 @@
-"""Rule split: apply the user's labels file and split train/valid, stably."""
+"""Rule split: apply the user's labels file and split train/valid, stably.
+
+Inputs: manifest (verify's); labels (the user's labels file, when it exists).
+Output: split.csv, a row per image with its label and is_valid.
+"""
 
 import logging
 

@@ -1,4 +1,8 @@
-"""Rule write_demo: write the offline demo images to a folder per class."""
+"""Rule write_demo: write the offline demo images to a folder per class.
+
+Inputs: none (scikit-learn's bundled digits).
+Output: a folder with a subfolder of PNGs per class.
+"""
 
 from imgclf.demo import write_digits
 from imgclf.logs import setup_logging

@@ -1,7 +1,10 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
-from imgclf.download import Settings as DownloadSettings
-from imgclf.verify import Settings as VerifySettings
+from imgclf.download import DownloadSettings
+from imgclf.verify import VerifySettings
 
 from .http_server import ImageServer
 from .tiny_pipeline import tiny_config, write_photos
@@ -33,11 +36,38 @@ def verify_settings():
     return VerifySettings(max_size=40, min_size=16, max_pixels=1_000_000, placeholder_urls=3)
 
 
+def fingerprint(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file's size and modification time; Snakemake's own records aside."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file() and ".snakemake" not in path.relative_to(folder).parts
+    }
+
+
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """The tiny pipeline run locally, once for the session; tests that change it restore it."""
+def trained_once(tmp_path_factory):
+    """The tiny pipeline run locally, once for the session."""
     workdir = tmp_path_factory.mktemp("trained")
     write_photos(workdir)
     write_config(workdir, tiny_config())
     snakemake(workdir, "--cores", "2")
-    return workdir
+    return workdir, fingerprint(workdir)
+
+
+@pytest.fixture
+def trained(trained_once):
+    """The tiny pipeline's workdir, shared by the session and read-only: a test that changes a
+    file in it fails, so no test depends on another's leftovers. Take `trained_copy` to change."""
+    workdir, before = trained_once
+    yield workdir
+    assert fingerprint(workdir) == before, "this test changed the shared trained workdir"
+
+
+@pytest.fixture
+def trained_copy(trained_once, tmp_path):
+    """A copy of the trained workdir (modification times kept, so Snakemake sees it finished)
+    for a test that changes its config or labels."""
+    copy = tmp_path / "trained"
+    shutil.copytree(trained_once[0], copy, symlinks=True)
+    return copy

@@ -90,10 +90,19 @@ def icc_rgb_profile(red, green, blue, gamma=2.2, name="test RGB") -> bytes:
         data += tag
     size = offset + len(data)
     header = (
-        struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000)
-        + b"mntrRGB XYZ " + bytes(12) + b"acsp" + bytes(24) + bytes(4)
-        + fixed(0.9642, 1.0, 0.8249) + bytes(4) + bytes(16) + bytes(28)
-    )  # fmt: skip
+        struct.pack(">I", size)
+        + bytes(4)
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(24)
+        + bytes(4)
+        + fixed(0.9642, 1.0, 0.8249)
+        + bytes(4)
+        + bytes(16)
+        + bytes(28)
+    )
     assert len(header) == 128
     return header + table + data
 

@@ -19,29 +19,39 @@ from .workflow import planned_rules
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling Google, which is refused here.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
-def cleaner(trained):
-    server = make_server(trained, read_config(trained / "config.yaml"), port=0)
+def workdir(trained_copy):
+    return trained_copy
+
+
+@pytest.fixture
+def cleaner(workdir):
+    server = make_server(workdir, read_config(workdir / "config.yaml"), port=0)
     server.RequestHandlerClass.timeout = 1  # seconds a client may stall; 10 when run for real
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
-    (trained / "labels.csv").unlink(missing_ok=True)
 
 
 def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwards(
-    cleaner, trained
+    cleaner, workdir
 ):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    review = read_csv(trained / "results/interpret/review.csv")
+    review = read_csv(workdir / "results/interpret/review.csv")
     first, second = review.iloc[0], review.iloc[1]
     new_label = next(label for label in CLASSES if label != first["label"])
     with sync_api.sync_playwright() as playwright:
@@ -62,22 +72,27 @@ def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwar
         expect(page.locator("#decision")).to_have_text("drop")
         expect(page.locator("#rerun")).to_contain_text("snakemake --cores 4")
         browser.close()
-    labels = read_csv(trained / "labels.csv")
+    labels = read_csv(workdir / "labels.csv")
     assert dict(zip(labels["id"], labels["label"], strict=True)) == {
         first["id"]: new_label,
         second["id"]: "drop",
     }
-    assert planned_rules(trained) == {"split"} | TRAINING | RESULTS
+    assert planned_rules(workdir) == {"split"} | TRAINING | RESULTS
 
 
-def test_only_images_of_the_manifest_are_served(cleaner, trained):
-    manifest = read_csv(trained / "results/verify/manifest.csv")
+def test_only_images_of_the_manifest_are_served(cleaner, workdir):
+    manifest = read_csv(workdir / "results/verify/manifest.csv")
     image = requests.get(f"{cleaner}/image/{manifest['id'][0]}", timeout=5)
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
-    assert image.content == (trained / manifest["path"][0]).read_bytes()
-    for path in ["/image/ffffffffffffffff", "/image/../config.yaml", "/config.yaml",
-                 "/results/verify/manifest.csv", "/image/" + manifest["path"][0],
-                 "/..%2fconfig.yaml"]:  # fmt: skip
+    assert image.content == (workdir / manifest["path"][0]).read_bytes()
+    for path in [
+        "/image/ffffffffffffffff",
+        "/image/../config.yaml",
+        "/config.yaml",
+        "/results/verify/manifest.csv",
+        "/image/" + manifest["path"][0],
+        "/..%2fconfig.yaml",
+    ]:
         refused = requests.get(cleaner + path, timeout=5)
         assert refused.status_code == 404, path
     assert requests.put(f"{cleaner}/api/decision", timeout=5).status_code == 405
@@ -87,44 +102,50 @@ def post(url: str, body, **headers) -> requests.Response:
     return requests.post(f"{url}/api/decision", json=body, headers=headers, timeout=5)
 
 
-def test_bad_decisions_are_refused_and_the_labels_file_untouched(cleaner, trained):
-    image_id = read_csv(trained / "results/verify/manifest.csv")["id"][0]
+def test_bad_decisions_are_refused_and_the_labels_file_untouched(cleaner, workdir):
+    image_id = read_csv(workdir / "results/verify/manifest.csv")["id"][0]
     refusals = [
         (post(cleaner, {"id": image_id, "decision": "purple"}), 400, "a decision is a class"),
         (post(cleaner, {"id": "ffffffffffffffff", "decision": "red"}), 400, "not an image"),
         (post(cleaner, {"id": image_id, "decision": "red", "path": "/etc"}), 400, "send {"),
         (post(cleaner, [image_id, "red"]), 400, "send {"),
-        (post(cleaner, {"id": image_id, "decision": "red"}, Origin="http://evil.example"), 403,
-         "this page only"),
+        (
+            post(cleaner, {"id": image_id, "decision": "red"}, Origin="http://evil.example"),
+            403,
+            "this page only",
+        ),
         (requests.post(f"{cleaner}/api/decision", data="id=1", timeout=5), 415, "send JSON"),
-        (requests.post(f"{cleaner}/api/decision", json={"x": "y" * 5000}, timeout=5), 413,
-         "too large"),
-    ]  # fmt: skip
+        (
+            requests.post(f"{cleaner}/api/decision", json={"x": "y" * 5000}, timeout=5),
+            413,
+            "too large",
+        ),
+    ]
     for response, status, message in refusals:
         assert response.status_code == status and message in response.json()["error"]
-    assert not (trained / "labels.csv").exists()
+    assert not (workdir / "labels.csv").exists()
 
 
-def test_keep_undoes_a_relabel(cleaner, trained):
-    manifest = read_csv(trained / "results/verify/manifest.csv")
+def test_keep_undoes_a_relabel(cleaner, workdir):
+    manifest = read_csv(workdir / "results/verify/manifest.csv")
     image_id, original = manifest["id"][0], manifest["label"][0]
     other = next(label for label in CLASSES if label != original)
     assert post(cleaner, {"id": image_id, "decision": other}).json()["label"] == other
     assert post(cleaner, {"id": image_id, "decision": "keep"}).json()["label"] == original
-    assert read_csv(trained / "labels.csv").values.tolist() == [[image_id, original]]
+    assert read_csv(workdir / "labels.csv").values.tolist() == [[image_id, original]]
     state = requests.get(f"{cleaner}/api/images", timeout=5).json()
     assert [image["decision"] for image in state["images"] if image["id"] == image_id] == [original]
 
 
-def test_only_requests_for_this_server_by_name_are_answered(cleaner, trained):
+def test_only_requests_for_this_server_by_name_are_answered(cleaner, workdir):
     """DNS rebinding: evil.example resolved to 127.0.0.1 sends its own Host and Origin."""
-    image_id = read_csv(trained / "results/verify/manifest.csv")["id"][0]
+    image_id = read_csv(workdir / "results/verify/manifest.csv")["id"][0]
     port = urlparse(cleaner).port
     evil = {"Host": "evil.example", "Origin": "http://evil.example"}
     for path in ("/", "/api/images", f"/image/{image_id}"):
         assert requests.get(cleaner + path, headers=evil, timeout=5).status_code == 421, path
     assert post(cleaner, {"id": image_id, "decision": "drop"}, **evil).status_code == 421
-    assert not (trained / "labels.csv").exists()
+    assert not (workdir / "labels.csv").exists()
 
     page = requests.get(f"http://localhost:{port}/", timeout=5)
     assert page.status_code == 200
@@ -147,7 +168,7 @@ def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, float]:
     return int(answer.split()[1]), time.monotonic() - started
 
 
-def test_malformed_requests_get_a_4xx_and_never_hang(cleaner, trained):
+def test_malformed_requests_get_a_4xx_and_never_hang(cleaner, workdir):
     post_head = "POST /api/decision HTTP/1.1\nHost: HOST\nContent-Type: application/json\n"
     deep = b"[" * 2000 + b"]" * 2000
     cases = [
@@ -160,4 +181,4 @@ def test_malformed_requests_get_a_4xx_and_never_hang(cleaner, trained):
     for head, body, status in cases:
         answered, seconds = raw_request(cleaner, head, body)
         assert (answered, seconds < 3) == (status, True), head
-    assert not (trained / "labels.csv").exists()
+    assert not (workdir / "labels.csv").exists()

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from imgclf.interpret import (
-    choose_model,
     class_report,
     confusion,
     most_confused,
     prediction_table,
     review_table,
 )
+from imgclf.job import choose_model
 from imgclf.stages import versus_stage1
 
 CLASSES = ["ant", "bee", "wasp"]

@@ -25,14 +25,18 @@ from .workflow import REPO, planned_rules, snakemake, write_config
 
 
 def test_every_training_output_is_written(trained):
+    split = read_csv(trained / "results/split/split.csv")
+    train_batches = (split["is_valid"] == "False").sum() // 8  # batch 8, the last one dropped
     for stage in ["stage1", "stage2"]:
         folder = trained / "results/train" / stage
         history = read_csv(folder / "history.csv")
         assert list(history.columns) == HISTORY_COLUMNS and len(history) == 1
         assert 0 <= float(history["error_rate"][0]) <= 1
-        steps = read_csv(folder / "steps.csv")
-        assert {"lr", "momentum", "loss"} <= set(steps.columns) and len(steps) >= 1
+        steps = read_csv(folder / "steps.csv").astype(float)
+        assert list(steps.columns) == ["step", "lr", "momentum", "loss"]
+        assert len(steps) == train_batches  # one epoch
         meta = json.loads((folder / "model.json").read_text())
+        assert steps["lr"].max() == pytest.approx(meta["peak_learning_rates"][-1], rel=0.01)
         assert meta["classes"] == CLASSES and meta["arch"] == "efficientnet_lite0"
         assert meta["metrics"]["accuracy"] == pytest.approx(float(history["accuracy"][0]))
         model = build_model(meta["arch"], len(CLASSES), pretrained=False)
@@ -43,8 +47,9 @@ def test_every_training_output_is_written(trained):
         suggestion = json.loads((trained / f"results/lr_find/{stage}.json").read_text())
         assert suggestion["suggestion"] == "valley" and suggestion["lr"] > 0
         assert isinstance(suggestion["loss_falls"], bool) and suggestion["from_sweep"]
-        table = read_csv(trained / f"results/lr_find/{stage}.csv")
-        assert len(table) >= 3
+        table = read_csv(trained / f"results/lr_find/{stage}.csv").astype(float)
+        assert table["lr"].iloc[0] == pytest.approx(1e-7)  # the schema's start_lr
+        assert table["lr"].is_monotonic_increasing and 10 <= len(table) <= 50  # num_iter
         with Image.open(trained / f"results/lr_find/{stage}.png") as image:
             assert image.format == "PNG"
 
@@ -122,19 +127,33 @@ def test_interpret_writes_the_diagnosis(trained):
     correct = sum(matrix.at[label, label] for label in CLASSES)
     assert metrics["accuracy"] == pytest.approx(correct / len(valid))
     assert set(metrics["per_class"]) == set(CLASSES)
-    per_class = read_csv(folder / "per_class.csv")
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "images"]
+    per_class = read_csv(folder / "per_class.csv").set_index("class")
+    assert list(per_class.columns) == ["precision", "recall", "f1", "images"]
+    for label in CLASSES:
+        images = matrix.loc[label].sum()
+        assert int(per_class.at[label, "images"]) == images
+        recall = matrix.at[label, label] / images
+        assert float(per_class.at[label, "recall"]) == pytest.approx(recall)
     most_confused = read_csv(folder / "most_confused.csv")
     assert list(most_confused.columns) == ["actual", "predicted", "count"]
-    assert all(int(count) >= 2 for count in most_confused["count"])
+    pairs = [
+        (actual, predicted, str(matrix.at[actual, predicted]))
+        for actual in CLASSES
+        for predicted in CLASSES
+        if actual != predicted and matrix.at[actual, predicted] >= 2  # min_val
+    ]
+    assert sorted(map(tuple, most_confused.values.tolist())) == sorted(pairs)
     review = read_csv(folder / "review.csv")
     assert list(review.columns) == [*PREDICTION_COLUMNS, "decision"]
     assert len(review) == 20 and set(review["decision"]) == {""}
     losses = review["loss"].astype(float)
     assert losses.is_monotonic_decreasing and set(review["is_valid"]) <= {"True", "False"}
     assert set(review["id"]) <= set(split["id"])
-    for plot in [folder / "confusion_matrix.png", folder / "top_losses.png",
-                 trained / "results/train/stage1/batch.png"]:  # fmt: skip
+    for plot in [
+        folder / "confusion_matrix.png",
+        folder / "top_losses.png",
+        trained / "results/train/stage1/batch.png",
+    ]:
         with Image.open(plot) as image:
             assert image.format == "PNG"
     summary = read_csv(trained / "results/verify/summary.csv")
@@ -185,8 +204,11 @@ def test_the_exported_model_predicts_in_a_process_that_never_saw_this_project(tr
     # A fresh interpreter in an empty folder, with only onnxruntime, Pillow and numpy.
     result = subprocess.run(
         [sys.executable, "-I", "-c", FRESH_PROCESS, str(trained / "results/export"), *paths],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     exported = np.array(json.loads(result.stdout))
     assert np.abs(exported - expected).max() < 1e-4
 
@@ -229,8 +251,8 @@ def test_predict_command_refuses_a_folder_without_a_model(trained):
     assert result.returncode == 2 and "no such file or folder: missing.png" in result.stderr
 
 
-def test_the_cleaning_loop_reruns_split_and_what_follows_only(trained, tmp_path):
-    review = read_csv(trained / "results/interpret/review.csv")
+def test_the_cleaning_loop_reruns_split_and_what_follows_only(trained_copy, tmp_path):
+    review = read_csv(trained_copy / "results/interpret/review.csv")
     relabelled, dropped = review.iloc[0], review.iloc[1]
     new_label = next(label for label in CLASSES if label != relabelled["label"])
     review.loc[0, "decision"] = new_label
@@ -238,21 +260,18 @@ def test_the_cleaning_loop_reruns_split_and_what_follows_only(trained, tmp_path)
     review.loc[2, "decision"] = "keep"
     review.to_csv(tmp_path / "review.csv", index=False)
     command = [sys.executable, "-m", "imgclf.review", str(tmp_path / "review.csv")]
-    try:
-        result = subprocess.run(command, cwd=trained, capture_output=True, text=True, check=True)
-        assert "1 relabelled, 1 dropped" in result.stdout
-        labels = read_csv(trained / "labels.csv")
-        assert dict(zip(labels["id"], labels["label"], strict=True)) == {
-            relabelled["id"]: new_label,
-            dropped["id"]: "drop",
-        }
-        assert planned_rules(trained) == {"split"} | TRAINING | RESULTS
-        before = (trained / "labels.csv").stat().st_mtime_ns
-        again = subprocess.run(command, cwd=trained, capture_output=True, text=True, check=True)
-        assert "Nothing changed" in again.stdout
-        assert (trained / "labels.csv").stat().st_mtime_ns == before
-    finally:
-        (trained / "labels.csv").unlink(missing_ok=True)
+    result = subprocess.run(command, cwd=trained_copy, capture_output=True, text=True, check=True)
+    assert "1 relabelled, 1 dropped" in result.stdout
+    labels = read_csv(trained_copy / "labels.csv")
+    assert dict(zip(labels["id"], labels["label"], strict=True)) == {
+        relabelled["id"]: new_label,
+        dropped["id"]: "drop",
+    }
+    assert planned_rules(trained_copy) == {"split"} | TRAINING | RESULTS
+    before = (trained_copy / "labels.csv").stat().st_mtime_ns
+    again = subprocess.run(command, cwd=trained_copy, capture_output=True, text=True, check=True)
+    assert "Nothing changed" in again.stdout
+    assert (trained_copy / "labels.csv").stat().st_mtime_ns == before
 
 
 def test_a_bad_review_is_refused_and_the_labels_file_untouched(trained, tmp_path):
@@ -270,22 +289,27 @@ def test_the_report_builds_with_every_part(trained, tmp_path):
     report = tmp_path / "report.html"
     snakemake(trained, "--report", str(report))
     html = report.read_text()
-    parts = ["summary.csv", "batch.png", "stage1.png", "stage2.png", "losses.png", "schedule.png",
-             "confusion_matrix.png", "top_losses.png", "per_class.csv"]  # fmt: skip
+    parts = [
+        "summary.csv",
+        "batch.png",
+        "stage1.png",
+        "stage2.png",
+        "losses.png",
+        "schedule.png",
+        "confusion_matrix.png",
+        "top_losses.png",
+        "per_class.csv",
+    ]
     for part in parts:
         assert part in html, part
 
 
-def test_final_model_is_a_choice_made_without_retraining(trained, tmp_path):
+def test_final_model_is_a_choice_made_without_retraining(trained_copy, tmp_path):
     write_photos(tmp_path)
     write_config(tmp_path, tiny_config(final_model="stage1"))
     assert "finetune_stage2" not in planned_rules(tmp_path)
-    original = (trained / "config.yaml").read_text()
-    try:
-        write_config(trained, tiny_config(final_model="stage2"))
-        assert planned_rules(trained) == RESULTS
-    finally:
-        (trained / "config.yaml").write_text(original)
+    write_config(trained_copy, tiny_config(final_model="stage2"))
+    assert planned_rules(trained_copy) == RESULTS
 
 
 def test_a_diverging_stage_stops_naming_stage_epoch_and_rate(tmp_path):

@@ -104,10 +104,12 @@ def test_the_command_reads_classes_and_labels_file_from_the_config(workdir, caps
     [
         (b'id,decision\n"0000000000000001,bee\n', "review.csv is not a readable CSV table"),
         (b"", "review.csv is empty"),
-        ("id,decision\n0000000000000001,abeille\xe9\n".encode("latin-1"),
-         "review.csv is not UTF-8 text"),
+        (
+            "id,decision\n0000000000000001,abeille\xe9\n".encode("latin-1"),
+            "review.csv is not UTF-8 text",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_broken_review_or_labels_file_is_one_line_naming_it(workdir, capsys, content, message):
     (workdir / "review.csv").write_bytes(content)
     assert main(["review.csv", "--manifest", "manifest.csv"]) == 1
@@ -122,7 +124,7 @@ def test_a_broken_review_or_labels_file_is_one_line_naming_it(workdir, capsys, c
 WRITER = """
 import sys
 import pandas as pd
-from imgclf.review import write_decisions
+from imgclf.labels import write_decisions
 manifest = pd.read_csv("manifest.csv", dtype=str)
 for image_id in sys.argv[1:]:
     write_decisions("my_labels.csv", manifest, {image_id: "bee"}, ["ant", "bee"])

@@ -74,15 +74,25 @@ def on_slurm(cluster, tmp_path_factory):
 
 def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
     logs = slurm_logs(on_slurm)
-    assert set(logs) == {"verify", "split", "lr_find", "train_stage1", "finetune_stage2",
-                         "interpret", "deliver_export_predict"}  # fmt: skip
+    assert set(logs) == {
+        "verify",
+        "split",
+        "lr_find",
+        "train_stage1",
+        "finetune_stage2",
+        "interpret",
+        "deliver_export_predict",
+    }
     assert len(logs["lr_find"]) == 2  # one job per stage
     jobs = finished_jobs(on_slurm)
     ran = set().union(*logs.values())
     assert ran <= set(jobs) and {jobs[job] for job in ran} == {"COMPLETED"}
     assert not LOCAL_RULES & set(logs)
-    for output in ["results/interpret/metrics.json", "results/export/model.onnx",
-                   "results/predict/predictions.csv"]:  # fmt: skip
+    for output in [
+        "results/interpret/metrics.json",
+        "results/export/model.onnx",
+        "results/predict/predictions.csv",
+    ]:
         assert (on_slurm / output).stat().st_size > 0
 
 

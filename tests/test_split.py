@@ -3,7 +3,8 @@ import hashlib
 import pandas as pd
 import pytest
 
-from imgclf.split import LabelsError, apply_labels, make_split, split_images
+from imgclf.labels import LabelsError, apply_labels
+from imgclf.split import make_split, split_images
 
 CLASSES = ["ant", "bee"]
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from imgclf.preprocess import on_white
-from imgclf.verify import Rejected, normalise_image, summarise, verify_downloads
+from imgclf.verify import ImageRejected, normalise_image, summarise, verify_downloads
 
 from . import images
 
@@ -57,7 +57,7 @@ def test_large_images_shrink_to_max_size_keeping_their_shape(tmp_path, verify_se
 )
 def test_bad_images_are_rejected_with_a_reason(tmp_path, verify_settings, data, reason):
     source = write(tmp_path / "bad", data)
-    with pytest.raises(Rejected, match=reason):
+    with pytest.raises(ImageRejected, match=reason):
         normalise_image(source, tmp_path / "out", "bad", verify_settings)
     assert not list((tmp_path / "out").glob("*"))
 
@@ -200,7 +200,7 @@ def test_verify_holds_decoded_pixels_within_its_memory(tmp_path):
 import resource, sys
 import numpy as np, pandas as pd
 from PIL import Image
-from imgclf.verify import Settings, verify_downloads
+from imgclf.verify import VerifySettings, verify_downloads
 rows = []
 for index in range(8):
     path = "{tmp_path}/big-%d.png" % index
@@ -210,7 +210,7 @@ for index in range(8):
     Image.fromarray(pixels, "RGBA").save(path, compress_level=1)
     rows.append(dict(url=path, status="ok", http_code=200, bytes=0, seconds=0, id="big%d" % index,
                      path=path, error=""))
-settings = Settings(max_size=64, min_size=16, max_pixels=50_000_000, placeholder_urls=3)
+settings = VerifySettings(max_size=64, min_size=16, max_pixels=50_000_000, placeholder_urls=3)
 manifest, _ = verify_downloads({{"cat": pd.DataFrame(rows)}}, "{tmp_path}/out", settings,
                                threads=8, memory_mb=int(sys.argv[1]))
 print(len(manifest), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))

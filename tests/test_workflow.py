@@ -105,9 +105,21 @@ def test_every_url_has_its_outcome(pipeline):
     workdir, server = pipeline
     cats = read_csv(workdir / "results/download/cat.csv")
     status = {url.rsplit("/", 1)[1]: row for url, row in cats.set_index("url").iterrows()}
-    ok = ["cat.jpg", "cat.png", "cat.webp", "cat.gif", "rotated.jpg", "cmyk.jpg",
-          "palette.png", "rgba.png", "flaky.jpg", "moved", "truncated.jpg", "tiny.png",
-          "no-image-1.png"]  # fmt: skip
+    ok = [
+        "cat.jpg",
+        "cat.png",
+        "cat.webp",
+        "cat.gif",
+        "rotated.jpg",
+        "cmyk.jpg",
+        "palette.png",
+        "rgba.png",
+        "flaky.jpg",
+        "moved",
+        "truncated.jpg",
+        "tiny.png",
+        "no-image-1.png",
+    ]
     for name in ok:
         assert status[name]["status"] == "ok", name
     expected = {
@@ -244,19 +256,26 @@ def yaml_bomb(levels: int = 9) -> list:
         ({"laughs": yaml_bomb()}, r"expands to \d+ values through YAML aliases"),
         ({"download": {"timeout": "fast"}}, "'fast' is not of type 'number'"),
         ({"classes": {"cat": {"grab": "x.txt"}, "dog": {"urls": "dog.txt"}}}, "'grab'"),
-        ({"classes": {"cat": {"urls": "nope.txt"}, "dog": {"urls": "dog.txt"}}},
-         "classes.cat.urls: URL list file 'nope.txt' does not exist"),
-        ({"classes": {"cat": {"folder": "x", "pattern": "[a-"}, "dog": {"urls": "dog.txt"}}},
-         "classes.cat.pattern: not a regular expression"),
-        ({"classes": {"cat": {"urls": "dog.txt", "folder": "."}, "dog": {"urls": "dog.txt"}}},
-         "classes.cat: give exactly one source"),
+        (
+            {"classes": {"cat": {"urls": "nope.txt"}, "dog": {"urls": "dog.txt"}}},
+            "classes.cat.urls: URL list file 'nope.txt' does not exist",
+        ),
+        (
+            {"classes": {"cat": {"folder": "x", "pattern": "[a-"}, "dog": {"urls": "dog.txt"}}},
+            "classes.cat.pattern: not a regular expression",
+        ),
+        (
+            {"classes": {"cat": {"urls": "dog.txt", "folder": "."}, "dog": {"urls": "dog.txt"}}},
+            "classes.cat: give exactly one source",
+        ),
         ({"classes": {"dog": {"urls": "dog.txt"}}}, "should be non-empty|minProperties|at least"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):
     (tmp_path / "dog.txt").write_text("http://127.0.0.1:9/dog.jpg\n")
-    write_config(tmp_path, {"classes": {"cat": {"urls": "dog.txt"}, "dog": {"urls": "dog.txt"}},
-                            **change})  # fmt: skip
+    write_config(
+        tmp_path, {"classes": {"cat": {"urls": "dog.txt"}, "dog": {"urls": "dog.txt"}}, **change}
+    )
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from imgclf.config import check_config
 from imgclf.files import files_in
+from imgclf.layout import MANIFEST, REVIEW, SPLIT
 from imgclf.sources import (
     LOCAL_KINDS,
     archive_dir_name,
@@ -93,22 +94,26 @@ def one_cycle_optimiser(wildcards):
 def lr_find_if_auto(section):
     """A stage's lr_find suggestion as input, when the stage's max_lr is `auto`."""
     stage = "stage1" if section == "train_stage1" else "stage2"
-    return (
-        [f"results/lr_find/{stage}.json"] if config[section]["max_lr"] == "auto" else []
-    )
+    if config[section]["max_lr"] != "auto":
+        return []
+    return expand(rules.lr_find.output.suggestion, stage=stage)
 
 
 def final_model_files(wildcards):
     """The trained stage(s) that `final_model` needs: one, or both for `best`."""
+    trained = {
+        "stage1": rules.train_stage1.output,
+        "stage2": rules.finetune_stage2.output,
+    }
     stages = (
         ["stage1", "stage2"]
         if config["final_model"] == "best"
         else [config["final_model"]]
     )
     return [
-        f"results/train/{stage}/{name}"
+        file
         for stage in stages
-        for name in ("model.json", "model.safetensors")
+        for file in (trained[stage].meta, trained[stage].weights)
     ]
 
 
@@ -120,10 +125,10 @@ def predict_images(wildcards):
 def final_targets():
     """What a plain `snakemake` makes: the diagnosis, the export, and the predictions asked for."""
     targets = [
-        "results/interpret/metrics.json",
-        "results/interpret/review.csv",
-        "results/export/model.json",
+        rules.interpret.output.metrics,
+        rules.interpret.output.review,
+        rules.export.output.meta,
     ]
     if config["predict"]["folder"] is not None:
-        targets.append("results/predict/predictions.csv")
+        targets.append(rules.predict.output[0])
     return targets

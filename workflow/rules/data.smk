@@ -61,7 +61,7 @@ rule fetch_urls:
 # before a rerun, and the store is what lets a rerun fetch only what is missing.
 rule download:
     input:
-        "results/urls/{cls}.txt",
+        rules.fetch_urls.output[0],
     output:
         "results/download/{cls}.csv",
     log:
@@ -78,10 +78,10 @@ rule download:
 
 rule verify:
     input:
-        expand("results/download/{cls}.csv", cls=CLASSES),
+        expand(rules.download.output[0], cls=CLASSES),
     output:
         manifest=report(
-            "results/verify/manifest.csv",
+            MANIFEST,
             caption="../report/manifest.rst",
             category="Data",
         ),
@@ -117,7 +117,7 @@ rule split:
         manifest=rules.verify.output.manifest,
         labels=labels_file,
     output:
-        table="results/split/split.csv",
+        table=SPLIT,
     log:
         "logs/split/split.log",
     conda:

@@ -32,7 +32,7 @@ rule interpret:
             caption="../report/top_losses.rst",
             category="Interpretation",
         ),
-        review="results/interpret/review.csv",
+        review=REVIEW,
     log:
         "logs/interpret/interpret.log",
     benchmark:
@@ -76,8 +76,8 @@ rule export:
 
 rule predict:
     input:
-        model="results/export/model.onnx",
-        meta="results/export/model.json",
+        model=rules.export.output.model,
+        meta=rules.export.output.meta,
         images=predict_images,
     output:
         "results/predict/predictions.csv",

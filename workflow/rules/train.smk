@@ -79,9 +79,10 @@ rule train_stage1:
         **training_resources(runtime_minutes=120),
     params:
         job=training_job,
+        stage="stage1",
         settings=lookup(dpath="train_stage1", within=config),
     script:
-        "../../scripts/train_stage1.py"
+        "../../scripts/train.py"
 
 
 rule finetune_stage2:
@@ -120,6 +121,7 @@ rule finetune_stage2:
         **training_resources(runtime_minutes=120),
     params:
         job=training_job,
+        stage="stage2",
         settings=lookup(dpath="finetune_stage2", within=config),
     script:
-        "../../scripts/finetune_stage2.py"
+        "../../scripts/train.py"
