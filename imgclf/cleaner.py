@@ -2,10 +2,12 @@
 
     python -m imgclf.cleaner [--config config.yaml] [--port 8765]
 
-serves a page on 127.0.0.1 with the workflow's images, the highest losses of interpret's review
-first. Each decision (keep, relabel, drop) is written at once to the labels file that `split`
-reads, checked as `python -m imgclf.review` checks it; then `snakemake --cores 4` reruns split
-and what follows. The server opens only the image files listed in the manifest, by id.
+serves a page on 127.0.0.1 with the workflow's images, the review queue first (the audit's
+doubted labels, with a suggestion that `a` accepts, then near-duplicates, outliers and the
+highest losses). Each decision (keep, relabel, drop) is written at once to the labels file
+that `split` reads, checked as `python -m imgclf.review` checks it; then
+`snakemake --cores 4` reruns split and what follows. The server opens only the image files
+listed in the manifest, by id.
 """
 
 import argparse
@@ -47,7 +49,7 @@ class Cleaner:
         self.lock = threading.Lock()
 
     def images(self) -> list[dict]:
-        """Every image of the manifest, the review's (highest loss first) before the others."""
+        """Every image of the manifest, the review queue's first, in its order."""
         review = read_csv(self.folder / REVIEW).set_index("id")
         split = read_csv(self.folder / SPLIT).set_index("id")
         labels = label_overrides(read_labels(self.labels_path))
@@ -64,6 +66,8 @@ class Cleaner:
                     "set": {"True": "valid", "False": "train"}.get(
                         split["is_valid"].get(image.id, ""), "dropped"
                     ),
+                    "issue": review.at[image.id, "issue"] if reviewed else "",
+                    "suggested": review.at[image.id, "suggested"] if reviewed else "",
                     "predicted": review.at[image.id, "predicted"] if reviewed else "",
                     "loss": float(review.at[image.id, "loss"]) if reviewed else None,
                     "decision": "" if decision is None else decision or DROP,

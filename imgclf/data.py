@@ -16,7 +16,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .files import read_csv
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .preprocess import square
 
@@ -38,13 +37,6 @@ class Augment:
     max_zoom: float
     min_scale: float
     max_lighting: float
-
-
-def read_split(path: str) -> pd.DataFrame:
-    """split.csv with is_valid as booleans."""
-    split = read_csv(path)
-    split["is_valid"] = split["is_valid"] == "True"
-    return split
 
 
 def check_split(split: pd.DataFrame, classes: list[str]) -> None:

@@ -16,11 +16,12 @@ import onnxruntime
 import torch
 from torch import nn
 
-from .data import load_images, prepare_file, read_split
+from .data import load_images, prepare_file
 from .files import file_sha256
 from .job import ChosenModel, Job
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .preprocess import PREPARE
+from .split import read_split
 
 log = logging.getLogger(__name__)
 logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # a line per merged constant otherwise

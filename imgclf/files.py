@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -70,6 +71,12 @@ def write_text(path: str | Path, text: str) -> None:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_arrays(path: str | Path, **arrays: np.ndarray) -> None:
+    """An .npz of numeric and fixed-width text arrays, readable with allow_pickle=False."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -9,11 +9,21 @@ from pathlib import Path
 
 import torch
 
-from .data import Augment, make_loaders, read_split
+from .data import Augment, make_loaders
 from .models import Classifier, build_model, freeze_body, unfreeze
+from .split import read_split
 from .train import load_weights, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+def start_torch(threads: int) -> torch.device:
+    """Cap torch's threads at the job's and the cores'; the device to run on."""
+    # More threads than cores (--cores 4 on a 2-core machine) makes torch much slower.
+    torch.set_num_threads(min(threads, len(os.sched_getaffinity(0))))
+    device = pick_device()
+    log.info("device: %s, %d CPU threads", device, torch.get_num_threads())
+    return device
 
 
 @dataclass
@@ -39,12 +49,8 @@ class Job:
 
     def setup(self) -> torch.device:
         """Seed, cap torch's threads; the device to run on."""
-        # More threads than cores (--cores 4 on a 2-core machine) makes torch much slower.
-        torch.set_num_threads(min(self.threads, len(os.sched_getaffinity(0))))
         seed_everything(self.seed)
-        device = pick_device()
-        log.info("device: %s, %d CPU threads", device, torch.get_num_threads())
-        return device
+        return start_torch(self.threads)
 
     def start(self):
         """Set up, load the data; returns (train_loader, valid_loader, device)."""

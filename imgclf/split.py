@@ -2,12 +2,21 @@
 
 import hashlib
 import re
+from pathlib import Path
 
 import pandas as pd
 
+from .files import read_csv
 from .labels import apply_labels
 
 SPLIT_COLUMNS = ["id", "path", "label", "is_valid"]
+
+
+def read_split(path: str | Path) -> pd.DataFrame:
+    """split.csv with is_valid as booleans."""
+    split = read_csv(path)
+    split["is_valid"] = split["is_valid"] == "True"
+    return split
 
 
 def unit_hash(seed: int, image_id: str) -> float:
@@ -17,7 +26,11 @@ def unit_hash(seed: int, image_id: str) -> float:
 
 
 def split_images(
-    images: pd.DataFrame, valid_pct: float, seed: int, valid_folder: str | None = None
+    images: pd.DataFrame,
+    valid_pct: float,
+    seed: int,
+    valid_folder: str | None = None,
+    groups: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Mark each image train or valid.
 
@@ -27,19 +40,24 @@ def split_images(
     removing or relabelling an image moves no other one. Each class therefore gets
     `valid_pct` of its images on average; a class of two or more always gets at least one
     train and one valid image (its lowest- or highest-hashed one is moved).
+
+    `groups` (id -> group) names near-duplicates: a group is hashed by its name, so the same
+    photo resized cannot sit on both sides and flatter the validation score. An image in no
+    group is hashed by its own id, as before.
     """
     if valid_folder is not None:
         in_folder = images["source"].map(lambda source: valid_folder in re.split(r"[\\/]", source))
         return images.assign(is_valid=in_folder)
-    score = images["id"].map(lambda image_id: unit_hash(seed, image_id))
+    unit = images["id"].map(lambda image_id: (groups or {}).get(image_id, image_id))
+    score = unit.map(lambda key: unit_hash(seed, key))
     is_valid = score < valid_pct
     for _, members in score.groupby(images["label"]):
         if len(members) < 2:
             continue
         if not is_valid[members.index].any():
-            is_valid[members.idxmin()] = True
+            is_valid[unit == unit[members.idxmin()]] = True
         if is_valid[members.index].all():
-            is_valid[members.idxmax()] = False
+            is_valid[unit == unit[members.idxmax()]] = False
     return images.assign(is_valid=is_valid)
 
 
@@ -50,7 +68,8 @@ def make_split(
     valid_pct: float,
     seed: int,
     valid_folder: str | None = None,
+    groups: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     images = manifest if labels is None else apply_labels(manifest, labels, classes)
-    split = split_images(images, valid_pct, seed, valid_folder)
+    split = split_images(images, valid_pct, seed, valid_folder, groups)
     return split[SPLIT_COLUMNS].sort_values("id", ignore_index=True)

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .data import Collate
 from .files import atomic_path
 from .models import Classifier
 from .schedule import OneCycle
@@ -129,6 +130,21 @@ def scheduled_steps(
         loss = train_step(model, optimizer, scaler, inputs, targets, device)
         lr = optimizer.param_groups[-1]["lr"]
         yield {"step": step, "lr": lr, "momentum": momentum, "loss": loss}
+
+
+@torch.no_grad()
+def forward_batches(
+    model: nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """The model's outputs (on the CPU) for prepared uint8 images, batch by batch, in eval
+    mode: the way interpret and the features rule run a model over every image."""
+    model.eval().to(device)
+    collate, parts = Collate(), []
+    for start in range(0, len(images), batch_size):
+        batch, _ = collate([(image, 0) for image in images[start : start + batch_size]])
+        with autocast(device):
+            parts.append(model(batch.to(device)).float().cpu())
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 @torch.no_grad()

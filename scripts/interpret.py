@@ -1,12 +1,13 @@
 """Rule interpret: where the chosen model goes wrong (fastai's ClassificationInterpretation).
 
-Inputs: split (split.csv); model (the model.json and model.safetensors of the stages that
-final_model needs).
+Inputs: split (split.csv); audit (audit.csv, whose issues head the review queue); model
+(the model.json and model.safetensors of the stages that final_model needs).
 Outputs: confusion_csv, confusion_png, most_confused, per_class (CSV), metrics (JSON),
-top_losses (PNG), review (the images of highest loss, with an empty decision column, CSV).
+top_losses (PNG), review (the queue: the audit's issues, then the highest losses, each with
+an empty decision column, CSV).
 """
 
-from imgclf.files import write_csv, write_json
+from imgclf.files import read_csv, write_csv, write_json
 from imgclf.interpret import InterpretSettings, interpret
 from imgclf.job import choose_model, make_job
 from imgclf.logs import setup_logging
@@ -17,6 +18,7 @@ if __name__ == "__main__":
     diagnosis = interpret(
         make_job(snakemake.input.split, snakemake.params.job, snakemake.threads),
         choose_model(snakemake.params.final_model, snakemake.input.model),
+        read_csv(snakemake.input.audit),
         InterpretSettings(**snakemake.params.settings),
     )
     outputs = snakemake.output

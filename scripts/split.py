@@ -1,6 +1,7 @@
 """Rule split: apply the user's labels file and split train/valid, stably.
 
-Inputs: manifest (verify's); labels (the user's labels file, when it exists).
+Inputs: manifest (verify's); near_duplicates (the features rule's groups, which land on
+one side together); labels (the user's labels file, when it exists).
 Output: split.csv, a row per image with its label and is_valid.
 """
 
@@ -19,6 +20,7 @@ def main(inputs, output: str, classes: list[str], seed: int, settings: dict, lab
     if inputs.labels:
         labels = read_csv(inputs.labels)
         validate(labels, labels_schema)
+    near_duplicates = read_csv(inputs.near_duplicates)
     split = make_split(
         read_csv(inputs.manifest),
         labels,
@@ -26,6 +28,7 @@ def main(inputs, output: str, classes: list[str], seed: int, settings: dict, lab
         settings["valid_pct"],
         seed,
         settings["valid_folder"],
+        groups=dict(zip(near_duplicates["id"], near_duplicates["group"], strict=True)),
     )
     write_csv(output, split)
     counts = split.groupby(["label", "is_valid"]).size().unstack(fill_value=0)

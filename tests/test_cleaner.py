@@ -13,7 +13,7 @@ from imgclf.cleaner import make_server
 from imgclf.config import read_config
 from imgclf.files import read_csv
 
-from .tiny_pipeline import CLASSES, RESULTS, TRAINING
+from .tiny_pipeline import AFTER_LABELS, CLASSES, RESULTS, TRAINING
 from .workflow import planned_rules
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,15 +45,18 @@ def cleaner(workdir):
     server.server_close()
 
 
-def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwards(
+def test_relabel_drop_and_accept_with_the_keyboard_are_saved_and_rerun_only_split_onwards(
     cleaner, workdir
 ):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     review = read_csv(workdir / "results/interpret/review.csv")
-    first, second = review.iloc[0], review.iloc[1]
+    first, second, third = review.iloc[0], review.iloc[1], review.iloc[2]
     new_label = next(label for label in CLASSES if label != first["label"])
+    suggested = next(label for label in CLASSES if label != third["label"])
+    review.loc[2, ["issue", "suggested"]] = ["label", suggested]  # as the audit writes one
+    review.to_csv(workdir / "results/interpret/review.csv", index=False)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page()
@@ -65,6 +68,12 @@ def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwar
         expect(page.locator("#image-id")).to_have_text(second["id"])  # on to the next
         page.keyboard.press("d")
         expect(page.locator("#status")).to_contain_text(f"{second['id']}: drop (saved)")
+        expect(page.locator("#issue")).to_have_text("label doubted by the audit")
+        expect(page.locator("#suggested")).to_have_text(suggested)
+        page.keyboard.press("a")  # accept the suggestion
+        expect(page.locator("#status")).to_contain_text(
+            f"{third['id']}: relabel to {suggested} (saved)"
+        )
         page.reload()
         expect(page.locator("#image-id")).to_have_text(first["id"])
         expect(page.locator("#decision")).to_have_text(f"relabel to {new_label}")
@@ -76,8 +85,9 @@ def test_relabel_and_drop_with_the_keyboard_are_saved_and_rerun_only_split_onwar
     assert dict(zip(labels["id"], labels["label"], strict=True)) == {
         first["id"]: new_label,
         second["id"]: "drop",
+        third["id"]: suggested,
     }
-    assert planned_rules(workdir) == {"split"} | TRAINING | RESULTS
+    assert planned_rules(workdir) == AFTER_LABELS | TRAINING | RESULTS
 
 
 def test_only_images_of_the_manifest_are_served(cleaner, workdir):

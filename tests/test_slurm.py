@@ -76,7 +76,9 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
     logs = slurm_logs(on_slurm)
     assert set(logs) == {
         "verify",
+        "features",
         "split",
+        "audit",
         "lr_find",
         "train_stage1",
         "finetune_stage2",

@@ -100,3 +100,18 @@ def test_make_split_writes_the_documented_columns():
     split = make_split(manifest(5), None, CLASSES, 0.2, 0)
     assert list(split.columns) == ["id", "path", "label", "is_valid"]
     assert split["id"].is_monotonic_increasing
+
+
+def test_a_near_duplicate_group_lands_on_one_side_and_other_images_keep_theirs():
+    images = manifest(200)
+    alone = sides(split_images(images, 0.2, seed=3))
+    ids = images["id"].tolist()
+    # Groups of two and three across classes, each named by one of its members.
+    groups = {ids[0]: ids[0], ids[250]: ids[0], ids[7]: ids[7], ids[8]: ids[7], ids[9]: ids[7]}
+    grouped = sides(split_images(images, 0.2, seed=3, groups=groups))
+    for members in ([ids[0], ids[250]], [ids[7], ids[8], ids[9]]):
+        assert len({grouped[image_id] for image_id in members}) == 1
+        assert grouped[members[0]] == alone[members[0]]  # the group goes where its name went
+    assert {key: side for key, side in grouped.items() if key not in groups} == {
+        key: side for key, side in alone.items() if key not in groups
+    }

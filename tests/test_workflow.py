@@ -40,6 +40,7 @@ CAT_ROUTES = {
     "/no-image-2.png": Route(images.png(15, size=(40, 40)), content_type="image/png"),
 }
 SPLIT = "results/split/split.csv"
+NEW_IMAGES = {"fetch_urls", "download", "verify", "features", "split"}  # what a new image reruns
 DOG_ROUTES = {
     "/no-image-3.png": Route(images.png(15, size=(40, 40)), content_type="image/png"),
     "/shared.jpg": Route(images.jpeg(16, size=(40, 40))),
@@ -185,7 +186,7 @@ def test_nothing_reruns_when_nothing_changed(pipeline):
     assert planned_rules(workdir, SPLIT) == set()
 
 
-def test_editing_labels_reruns_only_split(pipeline):
+def test_editing_labels_reruns_only_split_not_the_features(pipeline):
     workdir, _ = pipeline
     split = read_csv(workdir / "results/split/split.csv")
     cats = split[split["label"] == "cat"]["id"].tolist()
@@ -216,7 +217,7 @@ def test_a_longer_url_list_downloads_only_what_is_new(pipeline):
     server.routes["/new-cat.jpg"] = Route(images.jpeg(40, size=(40, 40)))
     with open(workdir / "cat.txt", "a") as url_list:
         url_list.write(server.url("/new-cat.jpg") + "\n")
-    assert planned_rules(workdir, SPLIT) == {"fetch_urls", "download", "verify", "split"}
+    assert planned_rules(workdir, SPLIT) == NEW_IMAGES
     snakemake(workdir, "--cores", "2", SPLIT)
     after = read_csv(workdir / "results/download/cat.csv")
     assert after["status"].tolist() == [*before["status"], "ok"]
@@ -229,7 +230,7 @@ def test_a_longer_url_list_downloads_only_what_is_new(pipeline):
 def test_new_photos_in_a_folder_rerun_that_class(pipeline):
     workdir, _ = pipeline
     (workdir / "photos/birds/new.jpg").write_bytes(images.jpeg(41, size=(40, 30)))
-    assert planned_rules(workdir, SPLIT) == {"fetch_urls", "download", "verify", "split"}
+    assert planned_rules(workdir, SPLIT) == NEW_IMAGES
     snakemake(workdir, "--cores", "2", SPLIT)
     birds = read_csv(workdir / "results/download/bird.csv")
     assert birds["url"].str.endswith("/new.jpg").any()

@@ -8,6 +8,7 @@ from . import images
 
 CLASSES = ["red", "green", "blue"]
 TRAINING = {"train_stage1", "lr_find", "finetune_stage2"}
+AFTER_LABELS = {"split", "audit"}  # with TRAINING and RESULTS, what a labels edit reruns
 RESULTS = {"interpret", "export", "predict"}
 
 

@@ -112,9 +112,37 @@ rule verify:
         "../../scripts/verify.py"
 
 
+# What the pretrained body sees in each image: the audit's input, and the near-duplicate
+# groups that split keeps on one side. Its input is the manifest, not the labels, so a
+# labels edit does not rerun it.
+rule features:
+    input:
+        manifest=rules.verify.output.manifest,
+    output:
+        features="results/features/features.npz",
+        near_duplicates="results/features/near_duplicates.csv",
+    log:
+        "logs/features/features.log",
+    benchmark:
+        "benchmarks/features/features.tsv"
+    conda:
+        "../envs/imgclf.yaml"
+    threads: 8
+    resources:
+        **training_resources(runtime_minutes=30),
+    params:
+        model=lambda wildcards: {
+            key: config["model"][key] for key in ("arch", "image_size")
+        },
+        settings=lookup(dpath="audit", within=config),
+    script:
+        "../../scripts/features.py"
+
+
 rule split:
     input:
         manifest=rules.verify.output.manifest,
+        near_duplicates=rules.features.output.near_duplicates,
         labels=labels_file,
     output:
         table=SPLIT,

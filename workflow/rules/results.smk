@@ -1,9 +1,40 @@
-# The results half: interpret (where the model goes wrong), export (ONNX), predict.
+# The results half: audit (which labels to doubt), interpret (where the model goes wrong),
+# export (ONNX), predict.
+
+
+rule audit:
+    input:
+        split=rules.split.output.table,
+        features=rules.features.output.features,
+        near_duplicates=rules.features.output.near_duplicates,
+    output:
+        report(
+            "results/audit/audit.csv",
+            caption="../report/audit.rst",
+            category="Cleaning",
+        ),
+    log:
+        "logs/audit/audit.log",
+    benchmark:
+        "benchmarks/audit/audit.tsv"
+    conda:
+        "../envs/imgclf.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        classes=CLASSES,
+        seed=lookup(dpath="seed", within=config),
+        settings=lookup(dpath="audit", within=config),
+    script:
+        "../../scripts/audit.py"
 
 
 rule interpret:
     input:
         split=rules.split.output.table,
+        audit=rules.audit.output[0],
         model=final_model_files,
     output:
         confusion_png=report(
@@ -32,7 +63,11 @@ rule interpret:
             caption="../report/top_losses.rst",
             category="Interpretation",
         ),
-        review=REVIEW,
+        review=report(
+            REVIEW,
+            caption="../report/review.rst",
+            category="Cleaning",
+        ),
     log:
         "logs/interpret/interpret.log",
     benchmark:

@@ -1,0 +1,182 @@
+"""How well the review queue finds wrong labels and near-duplicates, against top losses.
+
+    python -m bench.label_noise [--sets hymenoptera digits] [--rates 0.05 0.2] [--seed 0]
+
+Per data set and share of flipped labels, in one temporary workdir each: a copy of the photos
+(ants/bees from ../shared/datasets at 128 px, with their own train/val folders; the demo's
+digits as config.yaml has them) with that share of labels moved to another class (seeded),
+and `--duplicates` resized, re-encoded copies of photos filed under another class. The
+workflow runs to the review queue with the defaults (4 + 2 epochs). It prints, for k = twice
+the number flipped, the recall and precision of the flipped images among the first k entries
+of the queue, beside the same for today's ranking (every image by the final model's loss);
+how many planted copies share a near-duplicate group with their original; and the audit's
+cost (features and audit rules) against one stage-1 epoch of the same run.
+Targets: recall >= 0.8 and >= 1.5x top losses'; every copy found; cost <= 1 epoch.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image
+
+from imgclf.demo import write_digits
+
+REPO = Path(__file__).resolve().parents[1]
+HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def originals(name: str, folder: Path) -> list[tuple[Path, str, str]]:
+    """(file, class, side folder or '') of every photo of the set."""
+    if name == "hymenoptera":
+        return [
+            (path, path.parent.name, path.parent.parent.name)
+            for path in sorted(HYMENOPTERA.rglob("*"))
+            if path.suffix.lower() in SUFFIXES
+        ]
+    write_digits(folder / "digits")
+    return [(path, path.parent.name, "") for path in sorted((folder / "digits").rglob("*.png"))]
+
+
+def plant(name: str, workdir: Path, rate: float, duplicates: int, seed: int) -> dict:
+    """Write the noisy photo set under workdir/photos/[side/]class/; return what was planted."""
+    photos = originals(name, workdir)
+    classes = sorted({label for _, label, _ in photos})
+    rng = np.random.default_rng(seed)
+    flipped = set(rng.choice(len(photos), round(rate * len(photos)), replace=False).tolist())
+    planted = {"flipped": [], "copies": [], "classes": classes}
+    for index, (path, label, side) in enumerate(photos):
+        if index in flipped:
+            label = rng.choice([other for other in classes if other != label])
+        target = workdir / "photos" / side / label / f"{index}{path.suffix.lower()}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+        if index in flipped:
+            planted["flipped"].append(target.relative_to(workdir).as_posix())
+    kept = [index for index in range(len(photos)) if index not in flipped]
+    for index in rng.choice(kept, duplicates, replace=False).tolist():
+        path, label, side = photos[index]
+        other = rng.choice([name for name in classes if name != label])
+        copy = workdir / "photos" / side / other / f"copy-{index}.jpg"
+        with Image.open(path) as image:
+            width, height = image.size
+            resized = image.convert("RGB").resize((round(width * 0.7), round(height * 0.7)))
+            resized.save(copy, quality=75)
+        original = workdir / "photos" / side / label / f"{index}{path.suffix.lower()}"
+        planted["copies"].append(
+            (original.relative_to(workdir).as_posix(), copy.relative_to(workdir).as_posix())
+        )
+    return planted
+
+
+def config_for(name: str, classes: list[str], seed: int) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    pattern = "({})/"
+    config["classes"] = {
+        label: {"folder": "photos", "pattern": pattern.format(label)} for label in classes
+    }
+    config["seed"] = seed
+    config["interpret"] = {"review": 1_000_000}  # every image in the queue: top losses' ranking
+    if name == "hymenoptera":
+        config["model"] = {"image_size": 128}
+        config["split"] = {"valid_folder": "val"}
+    return config
+
+
+def run(name: str, rate: float, duplicates: int, seed: int, cores: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        planted = plant(name, workdir, rate, duplicates, seed)
+        config = config_for(name, planted["classes"], seed)
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        command = [
+            *(sys.executable, "-m", "snakemake", "results/interpret/review.csv"),
+            *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
+            *("--configfile", str(workdir / "config.yaml"), "--cores", str(cores)),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(
+                f"the workflow failed on {name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return measure(workdir, planted)
+
+
+def measure(workdir: Path, planted: dict) -> dict:
+    results = workdir / "results"
+    manifest = pd.read_csv(results / "verify/manifest.csv", dtype=str)
+    ids = dict(zip(manifest["source"], manifest["id"], strict=True))
+    flipped = {ids[source] for source in planted["flipped"] if source in ids}
+    queue = pd.read_csv(results / "interpret/review.csv", dtype=str, keep_default_na=False)
+    by_loss = queue.assign(loss=queue["loss"].astype(float)).sort_values("loss", ascending=False)
+    k = 2 * len(flipped)
+    found = {
+        ranking: len(set(table["id"].head(k)) & flipped)
+        for ranking, table in (("queue", queue), ("top_losses", by_loss))
+    }
+    groups = pd.read_csv(results / "features/near_duplicates.csv", dtype=str)
+    group = dict(zip(groups["id"], groups["group"], strict=True))
+    copies_found = sum(
+        ids.get(original) in group and group.get(ids.get(original)) == group.get(ids.get(copy))
+        for original, copy in planted["copies"]
+    )
+    seconds = {
+        rule: float(pd.read_csv(workdir / f"benchmarks/{rule}/{rule}.tsv", sep="\t")["s"].iloc[0])
+        for rule in ("features", "audit")
+    }
+    history = pd.read_csv(results / "train/stage1/history.csv")
+    return {
+        "flipped": len(flipped),
+        "k": k,
+        "recall": {ranking: count / len(flipped) for ranking, count in found.items()},
+        "precision": {ranking: count / k for ranking, count in found.items()},
+        "flagged": int((queue["issue"] != "top_loss").sum()),
+        "copies": len(planted["copies"]),
+        "copies_found": int(copies_found),
+        "audit_seconds": sum(seconds.values()),
+        "epoch_seconds": float(history["seconds"].median()),
+        "error_rate": json.loads((results / "interpret/metrics.json").read_text())["error_rate"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sets", nargs="+", default=["hymenoptera", "digits"])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.2])
+    parser.add_argument("--duplicates", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    if "hymenoptera" in args.sets and not HYMENOPTERA.is_dir():
+        sys.exit(f"{HYMENOPTERA} is missing: the ants/bees photos are not on this machine")
+    for name in args.sets:
+        for rate in args.rates:
+            result = run(name, rate, args.duplicates, args.seed, args.cores)
+            recall, precision = result["recall"], result["precision"]
+            ratio = recall["queue"] / max(recall["top_losses"], 1e-9)
+            cost = result["audit_seconds"] / result["epoch_seconds"]
+            met = recall["queue"] >= 0.8 and ratio >= 1.5
+            print(
+                f"{name} {rate:.0%} flipped ({result['flipped']}), k={result['k']}: "
+                f"queue recall {recall['queue']:.2f} precision {precision['queue']:.2f}; "
+                f"top losses recall {recall['top_losses']:.2f} precision "
+                f"{precision['top_losses']:.2f}; {ratio:.2f}x "
+                f"({'met' if met else 'NOT met'}: >= 0.8 and >= 1.5x). "
+                f"{result['flagged']} images flagged by the audit. "
+                f"Near-duplicates: {result['copies_found']} of {result['copies']} copies found. "
+                f"Audit {result['audit_seconds']:.1f} s = {cost:.2f} stage-1 epochs "
+                f"({'met' if cost <= 1 else 'NOT met'}: <= 1). "
+                f"Error rate {result['error_rate']:.3f}.",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

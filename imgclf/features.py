@@ -1,0 +1,116 @@
+"""features: what the pretrained body sees in each verified image, computed once.
+
+The audit and the near-duplicate grouping need no training: the body's pooled features of
+an ImageNet model already place the same photo, resized or re-encoded, next to itself, and
+an off-topic photo far from the rest. They depend on the images only, not on their labels,
+so a labels edit does not recompute them.
+"""
+
+import functools
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from torch import nn
+
+from .data import load_images, prepare_file
+from .models import build_model
+from .train import forward_batches
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
+THUMBNAIL = 16  # pixels a side
+
+
+def image_features(
+    paths: list[str], arch: str, size: int, batch_size: int, threads: int, device: torch.device
+) -> np.ndarray:
+    """The pretrained body's average-pooled features of each image (as the validation images
+    are prepared), scaled to length 1 so that a dot product is a cosine similarity."""
+    model = build_model(arch, n_classes=2, pretrained=True)
+    pooled_body = nn.Sequential(model.body, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    images = load_images(paths, functools.partial(prepare_file, size=size), threads)
+    features = forward_batches(pooled_body, images, batch_size, device).float()
+    return torch.nn.functional.normalize(features, dim=1).numpy()
+
+
+def similar_pairs(features: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of images whose cosine similarity reaches `similarity`."""
+    rows, columns = [], []
+    for start in range(0, len(features), CHUNK):
+        block = features[start : start + CHUNK] @ features.T
+        i, j = np.nonzero(block >= similarity)
+        i += start
+        keep = i < j
+        rows.append(i[keep])
+        columns.append(j[keep])
+    return np.concatenate(rows or [[]]).astype(int), np.concatenate(columns or [[]]).astype(int)
+
+
+def thumbnail(path: str, side: int = THUMBNAIL) -> np.ndarray:
+    """The image as a side x side grey square, centred and scaled to length 1: the pixels
+    that a resized or re-encoded copy keeps."""
+    with Image.open(path) as image:
+        square = ImageOps.fit(image.convert("L"), (side, side), Image.Resampling.BOX)
+    pixels = np.asarray(square, dtype=np.float64).ravel()
+    pixels -= pixels.mean()
+    norm = np.linalg.norm(pixels)
+    return pixels / norm if norm else pixels
+
+
+def near_duplicate_groups(
+    ids: list[str],
+    paths: list[str],
+    features: np.ndarray,
+    similarity: float,
+    pixel_similarity: float,
+) -> pd.DataFrame:
+    """id, group: the images that have a near-duplicate, joined transitively (a photo and its
+    two resized copies are one group); a group is named by its smallest id.
+
+    Two images are near-duplicates when both their features and their thumbnails agree. The
+    features alone join different photos of simple things: on the demo's digits, 10,915
+    pairs of different images reach a similarity of 0.9, and 6 of them have thumbnails that
+    correlate at 0.99, against at least 0.999 for a resized, re-encoded copy of a photo.
+    """
+    first, second = similar_pairs(features, similarity)
+    thumbnails = {index: thumbnail(paths[index]) for index in np.union1d(first, second)}
+    pairs = zip(first, second, strict=True)
+    agree = np.array([thumbnails[i] @ thumbnails[j] >= pixel_similarity for i, j in pairs])
+    first, second = first[agree.astype(bool)], second[agree.astype(bool)]
+    count = len(ids)
+    graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(count, count))
+    _, component = connected_components(graph, directed=False)
+    table = pd.DataFrame({"id": ids, "component": component})
+    sizes = table["component"].map(table["component"].value_counts())
+    grouped = table[sizes > 1]
+    names = grouped.groupby("component")["id"].transform("min")
+    log.info(
+        "%d images in %d near-duplicate groups (features >= %g, thumbnails >= %g)",
+        len(grouped),
+        grouped["component"].nunique(),
+        similarity,
+        pixel_similarity,
+    )
+    return pd.DataFrame({"id": grouped["id"], "group": names}).sort_values(
+        ["group", "id"], ignore_index=True
+    )
+
+
+def neighbour_distances(features: np.ndarray, neighbours: int) -> np.ndarray:
+    """Each image's mean cosine distance to its `neighbours` nearest other images."""
+    count = min(neighbours, len(features) - 1)
+    distances = np.zeros(len(features))
+    if count < 1:
+        return distances
+    for start in range(0, len(features), CHUNK):
+        block = features[start : start + CHUNK] @ features.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # itself
+        nearest = -np.partition(-block, count - 1, axis=1)[:, :count]
+        distances[start : start + len(block)] = 1 - nearest.mean(axis=1)
+    return distances

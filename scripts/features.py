@@ -1,0 +1,48 @@
+"""Rule features: the pretrained body's features of every verified image, and the
+near-duplicates among them. Labels play no part, so a labels edit does not rerun it.
+
+Input: manifest (verify's).
+Outputs: features (features.npz: ids, features of length 1, each image's mean distance to
+its nearest neighbours); near_duplicates (CSV: id, group, for the images in a group).
+"""
+
+import numpy as np
+
+from imgclf.audit import AuditSettings, feature_size
+from imgclf.features import image_features, near_duplicate_groups, neighbour_distances
+from imgclf.files import read_csv, write_arrays, write_csv
+from imgclf.job import start_torch
+from imgclf.logs import setup_logging
+
+BATCH = 64
+
+
+def main(inputs, outputs, model: dict, settings: AuditSettings, threads: int) -> None:
+    manifest = read_csv(inputs.manifest)
+    device = start_torch(threads)
+    paths, ids = manifest["path"].tolist(), manifest["id"].tolist()
+    size = feature_size(settings, model["image_size"])
+    features = image_features(paths, model["arch"], size, BATCH, threads, device)
+    write_arrays(
+        outputs.features,
+        ids=np.array(ids, dtype=str),
+        features=features,
+        distances=neighbour_distances(features, settings.neighbours),
+    )
+    write_csv(
+        outputs.near_duplicates,
+        near_duplicate_groups(
+            ids, paths, features, settings.duplicate_similarity, settings.duplicate_pixels
+        ),
+    )
+
+
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    main(
+        snakemake.input,
+        snakemake.output,
+        snakemake.params.model,
+        AuditSettings(**snakemake.params.settings),
+        snakemake.threads,
+    )
