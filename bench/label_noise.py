@@ -5,7 +5,8 @@
 Per data set and share of flipped labels, in one temporary workdir each: a copy of the photos
 (ants/bees from ../shared/datasets at 128 px, with their own train/val folders; the demo's
 digits as config.yaml has them) with that share of labels moved to another class (seeded),
-and `--duplicates` resized, re-encoded copies of photos filed under another class. The
+and `--duplicates` resized (0.7x, or 1.5x for the 32 px digits), re-encoded copies of photos
+filed under another class. The
 workflow runs to the review queue with the defaults (4 + 2 epochs). It prints, for k = twice
 the number flipped, the recall and precision of the flipped images among the first k entries
 of the queue, beside the same for today's ranking (every image by the final model's loss);
@@ -67,7 +68,10 @@ def plant(name: str, workdir: Path, rate: float, duplicates: int, seed: int) -> 
         copy = workdir / "photos" / side / other / f"copy-{index}.jpg"
         with Image.open(path) as image:
             width, height = image.size
-            resized = image.convert("RGB").resize((round(width * 0.7), round(height * 0.7)))
+            # Smaller when that keeps it above verify's min_size (the photos), else larger
+            # (the 32 px digits).
+            scale = 0.7 if min(width, height) * 0.7 >= 64 else 1.5
+            resized = image.convert("RGB").resize((round(width * scale), round(height * scale)))
             resized.save(copy, quality=75)
         original = workdir / "photos" / side / label / f"{index}{path.suffix.lower()}"
         planted["copies"].append(
