@@ -108,12 +108,10 @@ def review_table(predictions: pd.DataFrame, audit: pd.DataFrame, rows: int) -> p
     twice as many entries as flipped the final model's losses found 0.99 of 5 % flipped
     labels and the held-out margins 0.94.
     """
-    audit = audit.assign(confident=audit["confident"].astype(str) == "True")
-    surest = audit[(audit["issue"] != "") & ~((audit["issue"] == LABEL) & ~audit["confident"])]
-    doubted = audit[(audit["issue"] == LABEL) & ~audit["confident"]]
-    by_loss = highest_losses(
-        predictions[~predictions["id"].isin(audit.loc[audit["issue"] != "", "id"])], rows
-    )
+    flagged = audit["issue"] != ""
+    is_doubt = (audit["issue"] == LABEL) & (audit["confident"].astype(str) != "True")
+    surest, doubted = audit[flagged & ~is_doubt], audit[is_doubt]
+    by_loss = highest_losses(predictions[~predictions["id"].isin(audit.loc[flagged, "id"])], rows)
     turns = itertools.zip_longest(doubted.itertuples(), by_loss.itertuples())
     order = [(row.id, row.issue, row.suggested) for row in surest.itertuples()]
     for doubt, loss in turns:

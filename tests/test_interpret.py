@@ -110,8 +110,14 @@ def test_class_report_gives_precision_recall_and_f1(predictions):
     assert report.loc["wasp"].tolist() == [0, 0, 0, 1]  # never predicted: 0, not an error
 
 
-def test_review_lists_the_highest_losses_over_train_and_valid(predictions):
-    review = review_table(predictions, rows=3)
+def test_review_lists_the_highest_losses_over_train_and_valid_when_the_audit_finds_nothing(
+    predictions,
+):
+    clean = pd.DataFrame(
+        {"id": predictions["id"], "issue": "", "suggested": "", "confident": "False"}
+    )
+    review = review_table(predictions, clean, rows=3)
+    assert set(review["issue"]) == {"top_loss"} and set(review["suggested"]) == {""}
     assert review["loss"].is_monotonic_decreasing and len(review) == 3
     assert set(review["decision"]) == {""}
     assert review["id"].iloc[0] == predictions["id"][1]  # probability 0.2 of its label

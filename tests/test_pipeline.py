@@ -16,7 +16,7 @@ from PIL import Image
 
 from imgclf.config import read_config
 from imgclf.files import read_csv
-from imgclf.interpret import PREDICTION_COLUMNS
+from imgclf.interpret import REVIEW_COLUMNS
 from imgclf.models import build_model
 from imgclf.train import HISTORY_COLUMNS, load_weights
 
@@ -144,9 +144,14 @@ def test_interpret_writes_the_diagnosis(trained):
     ]
     assert sorted(map(tuple, most_confused.values.tolist())) == sorted(pairs)
     review = read_csv(folder / "review.csv")
-    assert list(review.columns) == [*PREDICTION_COLUMNS, "decision"]
-    assert len(review) == 20 and set(review["decision"]) == {""}
-    losses = review["loss"].astype(float)
+    assert list(review.columns) == [*REVIEW_COLUMNS, "decision"]
+    audit = read_csv(trained / "results/audit/audit.csv")
+    flagged = audit[audit["issue"] != ""]
+    top = review[review["issue"] == "top_loss"]
+    assert len(top) == 20 and len(review) == len(flagged) + 20  # interpret.review: 20
+    assert set(review["id"]) == set(flagged["id"]) | set(top["id"])
+    assert set(review["decision"]) == {""}
+    losses = top["loss"].astype(float)
     assert losses.is_monotonic_decreasing and set(review["is_valid"]) <= {"True", "False"}
     assert set(review["id"]) <= set(split["id"])
     for plot in [
@@ -369,7 +374,7 @@ def test_training_and_interpret_jobs_ask_for_the_configured_gpus(tmp_path):
     plan = snakemake(tmp_path, "-n").stdout
     jobs = re.findall(r"^rule (\w+):.*?^\s+resources: (.*?)$", plan, re.MULTILINE | re.DOTALL)
     asking = {rule for rule, resources in jobs if "gpu=1, gpu_model=a100" in resources}
-    assert asking == {"lr_find", "train_stage1", "finetune_stage2", "interpret"}
+    assert asking == {"features", "lr_find", "train_stage1", "finetune_stage2", "interpret"}
 
 
 def test_predict_reads_every_file_as_verify_does_and_never_dies_on_one(trained, tmp_path):
