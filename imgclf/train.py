@@ -144,7 +144,7 @@ def forward_batches(
         batch, _ = collate([(image, 0) for image in images[start : start + batch_size]])
         with autocast(device):
             parts.append(model(batch.to(device)).float().cpu())
-    return torch.cat(parts) if parts else torch.zeros(0)
+    return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 
 @torch.no_grad()

@@ -238,3 +238,9 @@ def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_
     for members in grouped:
         assert split[list(members)].nunique() == 1  # each group on one side
     assert (found["issue"] != "").sum() <= 8  # a handful to look at, not the whole set
+
+
+def test_a_manifest_without_images_gives_empty_features_not_a_crash():
+    features = image_features([], "efficientnet_lite0", 64, 8, 1, torch.device("cpu"))
+    assert features.shape == (0, 0) and neighbour_distances(features, 5).shape == (0,)
+    assert near_duplicate_groups([], [], features, 0.9, 0.99).columns.tolist() == ["id", "group"]
