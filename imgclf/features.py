@@ -8,6 +8,7 @@ so a labels edit does not recompute them.
 
 import functools
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -39,11 +40,17 @@ def image_features(
     return torch.nn.functional.normalize(features, dim=1).numpy()
 
 
+def similarity_blocks(features: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, cosine similarities of CHUNK images with every image), block by block, so
+    that a large set never holds the whole N x N matrix."""
+    for start in range(0, len(features), CHUNK):
+        yield start, features[start : start + CHUNK] @ features.T
+
+
 def similar_pairs(features: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i < j) of images whose cosine similarity reaches `similarity`."""
     rows, columns = [], []
-    for start in range(0, len(features), CHUNK):
-        block = features[start : start + CHUNK] @ features.T
+    for start, block in similarity_blocks(features):
         i, j = np.nonzero(block >= similarity)
         i += start
         keep = i < j
@@ -81,8 +88,8 @@ def near_duplicate_groups(
     first, second = similar_pairs(features, similarity)
     thumbnails = {index: thumbnail(paths[index]) for index in np.union1d(first, second)}
     pairs = zip(first, second, strict=True)
-    agree = np.array([thumbnails[i] @ thumbnails[j] >= pixel_similarity for i, j in pairs])
-    first, second = first[agree.astype(bool)], second[agree.astype(bool)]
+    agree = np.array([thumbnails[i] @ thumbnails[j] >= pixel_similarity for i, j in pairs], bool)
+    first, second = first[agree], second[agree]
     count = len(ids)
     graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(count, count))
     _, component = connected_components(graph, directed=False)
@@ -108,8 +115,7 @@ def neighbour_distances(features: np.ndarray, neighbours: int) -> np.ndarray:
     distances = np.zeros(len(features))
     if count < 1:
         return distances
-    for start in range(0, len(features), CHUNK):
-        block = features[start : start + CHUNK] @ features.T
+    for start, block in similarity_blocks(features):
         block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # itself
         nearest = -np.partition(-block, count - 1, axis=1)[:, :count]
         distances[start : start + len(block)] = 1 - nearest.mean(axis=1)
