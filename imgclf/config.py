@@ -60,6 +60,34 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def merge(base, overrides):
+    """`base` with `overrides` laid over it, key by key at every level of nesting."""
+    if not isinstance(base, dict) or not isinstance(overrides, dict):
+        return overrides
+    return {**base, **{key: merge(base.get(key), value) for key, value in overrides.items()}}
+
+
+def experiment_configs(config: dict) -> dict[str, dict]:
+    """Each experiment's config, checked against the schema: the validated config with the
+    experiment's overrides laid over it. Empty without `experiments`.
+
+    An override changes only the keys it names (`model: {image_size: 224}` keeps the arch), so
+    an experiment reads as its difference from the config above it.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    shared = {**config, "experiments": None}  # an experiment is one run
+    configs = {}
+    for name, overrides in (config.get("experiments") or {}).items():
+        configs[name] = merge(shared, overrides or {})
+        try:
+            validate(configs[name], schema("config"))
+        except WorkflowError as error:
+            raise ConfigError(f"experiments.{name}: {error}") from None
+    return configs
+
+
 def check_class_source(name: str, source: dict) -> list[str]:
     """Reasons why one class's source cannot work, each naming the config key."""
     key = f"classes.{name}"
@@ -103,5 +131,10 @@ def check_config(config: dict) -> None:
     folder = config["predict"]["folder"]
     if folder is not None and not Path(folder).is_dir():
         problems.append(f"predict.folder: folder {folder!r} does not exist")
+    experiments = config.get("experiments") or {}
+    choice = config["final_experiment"]
+    if choice != "best" and choice not in experiments:
+        named = ", ".join(experiments) or "none: there is no experiments key"
+        problems.append(f"final_experiment: {choice!r} is not an experiment (they are: {named})")
     if problems:
         raise ConfigError("config.yaml is not usable:\n  " + "\n  ".join(problems))

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_path
 
@@ -99,4 +100,33 @@ def plot_confusion_matrix(matrix: pd.DataFrame, title: str) -> Figure:
             color="white" if count > darkest / 2 else "black",
         )
     axes.set(xlabel="predicted", ylabel="actual", title=title)
+    return figure
+
+
+def plot_error_per_epoch(epochs: dict[str, pd.DataFrame]) -> Figure:
+    """Each experiment's validation error at every epoch (`epochs`: name -> its epochs)."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, table in epochs.items():
+        axes.plot(table["epoch"], table["error_rate"], "o-", label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(
+        xlabel="epoch (stage 1's, then stage 2's)",
+        ylabel="validation error rate",
+        title="validation error per epoch",
+    )
+    axes.legend()
+    return figure
+
+
+def plot_error_versus_time(board: pd.DataFrame) -> Figure:
+    """The leaderboard's final error of each experiment against its training seconds."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.scatter(board["train_seconds"], board["error_rate"])
+    for row in board.itertuples():
+        axes.annotate(row.experiment, (row.train_seconds, row.error_rate), fontsize=8)
+    axes.set(
+        xlabel="training seconds (every epoch of every stage)",
+        ylabel="validation error rate (final model)",
+        title="error against training time",
+    )
     return figure

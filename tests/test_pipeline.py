@@ -93,17 +93,6 @@ def test_the_logs_show_the_model_and_each_epoch(trained):
     assert "stage2 epoch 1:" in (trained / "logs/finetune_stage2/finetune_stage2.log").read_text()
 
 
-def test_the_same_seed_gives_the_same_metrics_on_cpu(trained, tmp_path):
-    write_photos(tmp_path)
-    write_config(tmp_path, tiny_config())
-    snakemake(tmp_path, "--cores", "2")
-    for stage in ["stage1", "stage2"]:
-        first = pd.read_csv(trained / f"results/train/{stage}/history.csv")
-        again = pd.read_csv(tmp_path / f"results/train/{stage}/history.csv")
-        columns = ["train_loss", "valid_loss", "error_rate"]
-        pd.testing.assert_frame_equal(first[columns], again[columns])
-
-
 def test_interpret_writes_the_diagnosis(trained):
     folder = trained / "results/interpret"
     split = read_csv(trained / "results/split/split.csv")

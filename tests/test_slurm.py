@@ -15,7 +15,7 @@ import pytest
 
 from imgclf.files import read_csv
 
-from .tiny_pipeline import tiny_config, write_photos
+from .tiny_pipeline import EXPERIMENTS, tiny_config, write_photos
 from .workflow import REPO, snakemake, write_config
 
 CLUSTER = REPO / ".ci/slurm-cluster"
@@ -28,7 +28,7 @@ SLURM_RUN = (
     "--slurm-keep-successful-logs",
     "--max-threads", "2",  # the node has two CPUs; a job asking for more would wait forever
 )  # fmt: skip
-LOCAL_RULES = {"fetch_urls", "download", "all"}
+LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "all"}
 pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
 
 
@@ -67,7 +67,7 @@ def slurm_logs(workdir) -> dict[str, set[str]]:
 def on_slurm(cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm")
     write_photos(workdir)
-    write_config(workdir, tiny_config())
+    write_config(workdir, tiny_config(experiments=EXPERIMENTS))
     snakemake(workdir, *SLURM_RUN)
     return workdir
 
@@ -83,15 +83,20 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
         "train_stage1",
         "finetune_stage2",
         "interpret",
-        "deliver_export_predict",
+        "compare",
+        "deliver_export",
+        "deliver_predict",
     }
-    assert len(logs["lr_find"]) == 2  # one job per stage
+    # Each experiment's training is a job of its own: base trains both stages, the other one.
+    assert len(logs["train_stage1"]) == len(logs["interpret"]) == len(logs["deliver_export"]) == 2
+    assert len(logs["lr_find"]) == 3 and len(logs["finetune_stage2"]) == 1
     jobs = finished_jobs(on_slurm)
     ran = set().union(*logs.values())
     assert ran <= set(jobs) and {jobs[job] for job in ran} == {"COMPLETED"}
     assert not LOCAL_RULES & set(logs)
     for output in [
-        "results/interpret/metrics.json",
+        "results/experiments/small_head_only/interpret/metrics.json",
+        "results/compare/leaderboard.csv",
         "results/export/model.onnx",
         "results/predict/predictions.csv",
     ]:
@@ -99,22 +104,30 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
 
 
 def test_the_outputs_equal_those_of_a_local_run(on_slurm, trained):
-    for table in ["results/split/split.csv", "results/interpret/confusion_matrix.csv"]:
-        pd.testing.assert_frame_equal(read_csv(on_slurm / table), read_csv(trained / table))
+    base = "results/experiments/base"
+    for table, local in [
+        ("results/split/split.csv", "results/split/split.csv"),
+        (f"{base}/interpret/confusion_matrix.csv", "results/interpret/confusion_matrix.csv"),
+    ]:
+        pd.testing.assert_frame_equal(read_csv(on_slurm / table), read_csv(trained / local))
     for stage in ["stage1", "stage2"]:
-        history = f"results/train/{stage}/history.csv"
+        history = f"train/{stage}/history.csv"
         columns = ["train_loss", "valid_loss", "error_rate"]
         pd.testing.assert_frame_equal(
-            pd.read_csv(on_slurm / history)[columns], pd.read_csv(trained / history)[columns]
+            pd.read_csv(on_slurm / base / history)[columns],
+            pd.read_csv(trained / "results" / history)[columns],
         )
 
 
-def test_a_failing_job_is_reported_and_the_run_fails(cluster, tmp_path):
-    write_photos(tmp_path)
-    write_config(tmp_path, tiny_config(train_stage1={"epochs": 1, "max_lr": 1.0e30}))
-    result = snakemake(tmp_path, *SLURM_RUN, "--retries", "0", check=False)
+def test_a_failing_job_is_reported_and_the_run_fails(on_slurm, tmp_path):
+    workdir = tmp_path / "slurm"
+    shutil.copytree(on_slurm, workdir, symlinks=True)  # so only the broken experiment reruns
+    experiments = {**EXPERIMENTS, "small_head_only": {"train_stage1": {"max_lr": 1.0e30}}}
+    write_config(workdir, tiny_config(experiments=experiments))
+    result = snakemake(workdir, *SLURM_RUN, "--retries", "0", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Error in rule train_stage1" in output and "stage1: the loss became" in output
-    failed = slurm_logs(tmp_path)["train_stage1"]
-    assert {finished_jobs(tmp_path)[job] for job in failed} == {"FAILED"}
+    failed = slurm_logs(workdir)["train_stage1"] - slurm_logs(on_slurm)["train_stage1"]
+    assert len(failed) == 1
+    assert {finished_jobs(workdir)[job] for job in failed} == {"FAILED"}

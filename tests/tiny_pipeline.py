@@ -10,6 +10,11 @@ CLASSES = ["red", "green", "blue"]
 TRAINING = {"train_stage1", "lr_find", "finetune_stage2"}
 AFTER_LABELS = {"split", "audit"}  # with TRAINING and RESULTS, what a labels edit reruns
 RESULTS = {"interpret", "export", "predict"}
+# Two experiments: the first, without overrides, trains as a run without experiments does.
+EXPERIMENTS = {
+    "base": {},
+    "small_head_only": {"model": {"image_size": 24}, "final_model": "stage1"},
+}
 
 
 def tiny_config(**changes) -> dict:

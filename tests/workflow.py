@@ -1,5 +1,6 @@
 """Running the real workflow in a scratch folder, as a user would."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,16 @@ def planned_rules(workdir: Path, *targets: str) -> set[str]:
             break
         rules.add(line.split()[0])
     return rules - {"all", "total"}
+
+
+def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, str]]:
+    """The jobs a dry run would run (`all` aside): (rule, its wildcards as Snakemake prints
+    them, '' for none)."""
+    result = snakemake(workdir, "-n", *args)
+    jobs = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            jobs.append([match[1], ""])
+        elif match := re.fullmatch(r"\s+wildcards: (.+)", line):
+            jobs[-1][1] = match[1]
+    return {(rule, wildcards) for rule, wildcards in jobs if rule != "all"}

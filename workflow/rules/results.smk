@@ -38,48 +38,54 @@ rule interpret:
         model=final_model_files,
     output:
         confusion_png=report(
-            "results/interpret/confusion_matrix.png",
+            per_experiment("results/interpret/confusion_matrix.png"),
             caption="../report/confusion_matrix.rst",
             category="Interpretation",
+            subcategory=EXPERIMENT_PAGE,
         ),
-        confusion_csv="results/interpret/confusion_matrix.csv",
+        confusion_csv=per_experiment("results/interpret/confusion_matrix.csv"),
         most_confused=report(
-            "results/interpret/most_confused.csv",
+            per_experiment("results/interpret/most_confused.csv"),
             caption="../report/most_confused.rst",
             category="Interpretation",
+            subcategory=EXPERIMENT_PAGE,
         ),
         per_class=report(
-            "results/interpret/per_class.csv",
+            per_experiment("results/interpret/per_class.csv"),
             caption="../report/per_class.rst",
             category="Interpretation",
+            subcategory=EXPERIMENT_PAGE,
         ),
         metrics=report(
-            "results/interpret/metrics.json",
+            per_experiment("results/interpret/metrics.json"),
             caption="../report/metrics.rst",
             category="Interpretation",
+            subcategory=EXPERIMENT_PAGE,
         ),
         top_losses=report(
-            "results/interpret/top_losses.png",
+            per_experiment("results/interpret/top_losses.png"),
             caption="../report/top_losses.rst",
             category="Interpretation",
+            subcategory=EXPERIMENT_PAGE,
         ),
         review=report(
-            REVIEW,
+            per_experiment(REVIEW),
             caption="../report/review.rst",
             category="Cleaning",
+            subcategory=EXPERIMENT_PAGE,
         ),
     log:
-        "logs/interpret/interpret.log",
+        per_experiment("logs/interpret/interpret.log"),
     benchmark:
-        "benchmarks/interpret/interpret.tsv"
+        per_experiment("benchmarks/interpret/interpret.tsv")
     conda:
         "../envs/imgclf.yaml"
-    threads: 8
+    threads: training_threads
     resources:
         **training_resources(runtime_minutes=30),
     params:
         job=training_job,
-        final_model=lookup(dpath="final_model", within=config),
+        final_model=experiment_setting("final_model"),
         settings=lookup(dpath="interpret", within=config),
     script:
         "../../scripts/interpret.py"
@@ -90,12 +96,12 @@ rule export:
         split=rules.split.output.table,
         model=final_model_files,
     output:
-        model="results/export/model.onnx",
-        meta="results/export/model.json",
+        model=per_experiment(FINAL_EXPORT["model"]),
+        meta=per_experiment(FINAL_EXPORT["meta"]),
     log:
-        "logs/export/export.log",
+        per_experiment("logs/export/export.log"),
     benchmark:
-        "benchmarks/export/export.tsv"
+        per_experiment("benchmarks/export/export.tsv")
     conda:
         "../envs/imgclf.yaml"
     threads: 2
@@ -104,15 +110,81 @@ rule export:
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         job=training_job,
-        final_model=lookup(dpath="final_model", within=config),
+        final_model=experiment_setting("final_model"),
     script:
         "../../scripts/export.py"
 
 
+if EXPERIMENTS:
+
+    rule compare:
+        input:
+            split=rules.split.output.table,
+            metrics=expand(rules.interpret.output.metrics, experiment=EXPERIMENTS),
+            exports=expand(rules.export.output.meta, experiment=EXPERIMENTS),
+            models=expand(rules.export.output.model, experiment=EXPERIMENTS),
+            histories=trained_histories,
+        output:
+            leaderboard=report(
+                "results/compare/leaderboard.csv",
+                caption="../report/leaderboard.rst",
+                category="Experiments",
+            ),
+            error_per_epoch=report(
+                "results/compare/error_per_epoch.png",
+                caption="../report/error_per_epoch.rst",
+                category="Experiments",
+            ),
+            error_versus_time=report(
+                "results/compare/error_versus_time.png",
+                caption="../report/error_versus_time.rst",
+                category="Experiments",
+            ),
+        log:
+            "logs/compare/compare.log",
+        benchmark:
+            "benchmarks/compare/compare.tsv"
+        conda:
+            "../envs/imgclf.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            experiments=list(EXPERIMENTS),
+            stages={
+                name: trained_stages(settings)
+                for name, settings in EXPERIMENTS.items()
+            },
+        script:
+            "../../scripts/compare.py"
+
+    rule choose_experiment:
+        input:
+            leaderboard=rules.compare.output.leaderboard,
+            models=expand(rules.export.output.model, experiment=EXPERIMENTS),
+            metas=expand(rules.export.output.meta, experiment=EXPERIMENTS),
+            reviews=expand(rules.interpret.output.review, experiment=EXPERIMENTS),
+        output:
+            model=FINAL_EXPORT["model"],
+            meta=FINAL_EXPORT["meta"],
+            review=REVIEW,
+        log:
+            "logs/choose_experiment/choose_experiment.log",
+        localrule: True
+        conda:
+            "../envs/imgclf.yaml"
+        params:
+            experiments=list(EXPERIMENTS),
+            choice=lookup(dpath="final_experiment", within=config),
+        script:
+            "../../scripts/choose_experiment.py"
+
+
 rule predict:
     input:
-        model=rules.export.output.model,
-        meta=rules.export.output.meta,
+        model=FINAL_EXPORT["model"],
+        meta=FINAL_EXPORT["meta"],
         images=predict_images,
     output:
         "results/predict/predictions.csv",

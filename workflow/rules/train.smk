@@ -3,6 +3,7 @@
 
 wildcard_constraints:
     stage="stage1|stage2",
+    experiment="|".join(map(re.escape, EXPERIMENTS)),
 
 
 rule lr_find:
@@ -16,25 +17,26 @@ rule lr_find:
             rules.train_stage1.output.meta if wildcards.stage == "stage2" else []
         ),
     output:
-        table="results/lr_find/{stage}.csv",
+        table=per_experiment("results/lr_find/{stage}.csv"),
         plot=report(
-            "results/lr_find/{stage}.png",
+            per_experiment("results/lr_find/{stage}.png"),
             caption="../report/lr_find.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
-        suggestion="results/lr_find/{stage}.json",
+        suggestion=per_experiment("results/lr_find/{stage}.json"),
     log:
-        "logs/lr_find/{stage}.log",
+        per_experiment("logs/lr_find/{stage}.log"),
     benchmark:
-        "benchmarks/lr_find/{stage}.tsv"
+        per_experiment("benchmarks/lr_find/{stage}.tsv")
     conda:
         "../envs/imgclf.yaml"
-    threads: 8
+    threads: training_threads
     resources:
         **training_resources(runtime_minutes=30),
     params:
         job=training_job,
-        settings=lookup(dpath="lr_find", within=config),
+        settings=experiment_setting("lr_find"),
         optimiser=one_cycle_optimiser,
     script:
         "../../scripts/lr_find.py"
@@ -45,42 +47,46 @@ rule train_stage1:
         split=rules.split.output.table,
         lr_find=lr_find_if_auto("train_stage1"),
     output:
-        weights="results/train/stage1/model.safetensors",
-        meta="results/train/stage1/model.json",
+        weights=per_experiment("results/train/stage1/model.safetensors"),
+        meta=per_experiment("results/train/stage1/model.json"),
         history=report(
-            "results/train/stage1/history.csv",
+            per_experiment("results/train/stage1/history.csv"),
             caption="../report/history.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
-        steps="results/train/stage1/steps.csv",
+        steps=per_experiment("results/train/stage1/steps.csv"),
         losses=report(
-            "results/train/stage1/losses.png",
+            per_experiment("results/train/stage1/losses.png"),
             caption="../report/losses.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
         schedule=report(
-            "results/train/stage1/schedule.png",
+            per_experiment("results/train/stage1/schedule.png"),
             caption="../report/schedule.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
         batch=report(
-            "results/train/stage1/batch.png",
+            per_experiment("results/train/stage1/batch.png"),
             caption="../report/batch.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
     log:
-        "logs/train_stage1/train_stage1.log",
+        per_experiment("logs/train_stage1/train_stage1.log"),
     benchmark:
-        "benchmarks/train_stage1/train_stage1.tsv"
+        per_experiment("benchmarks/train_stage1/train_stage1.tsv")
     conda:
         "../envs/imgclf.yaml"
-    threads: 8
+    threads: training_threads
     resources:
         **training_resources(runtime_minutes=120),
     params:
         job=training_job,
         stage="stage1",
-        settings=lookup(dpath="train_stage1", within=config),
+        settings=experiment_setting("train_stage1"),
     script:
         "../../scripts/train.py"
 
@@ -92,36 +98,39 @@ rule finetune_stage2:
         stage1_meta=rules.train_stage1.output.meta,
         lr_find=lr_find_if_auto("finetune_stage2"),
     output:
-        weights="results/train/stage2/model.safetensors",
-        meta="results/train/stage2/model.json",
+        weights=per_experiment("results/train/stage2/model.safetensors"),
+        meta=per_experiment("results/train/stage2/model.json"),
         history=report(
-            "results/train/stage2/history.csv",
+            per_experiment("results/train/stage2/history.csv"),
             caption="../report/history.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
-        steps="results/train/stage2/steps.csv",
+        steps=per_experiment("results/train/stage2/steps.csv"),
         losses=report(
-            "results/train/stage2/losses.png",
+            per_experiment("results/train/stage2/losses.png"),
             caption="../report/losses.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
         schedule=report(
-            "results/train/stage2/schedule.png",
+            per_experiment("results/train/stage2/schedule.png"),
             caption="../report/schedule.rst",
             category="Training",
+            subcategory=EXPERIMENT_PAGE,
         ),
     log:
-        "logs/finetune_stage2/finetune_stage2.log",
+        per_experiment("logs/finetune_stage2/finetune_stage2.log"),
     benchmark:
-        "benchmarks/finetune_stage2/finetune_stage2.tsv"
+        per_experiment("benchmarks/finetune_stage2/finetune_stage2.tsv")
     conda:
         "../envs/imgclf.yaml"
-    threads: 8
+    threads: training_threads
     resources:
         **training_resources(runtime_minutes=120),
     params:
         job=training_job,
         stage="stage2",
-        settings=lookup(dpath="finetune_stage2", within=config),
+        settings=experiment_setting("finetune_stage2"),
     script:
         "../../scripts/train.py"
