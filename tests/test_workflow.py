@@ -270,6 +270,12 @@ def yaml_bomb(levels: int = 9) -> list:
             "classes.cat: give exactly one source",
         ),
         ({"classes": {"dog": {"urls": "dog.txt"}}}, "should be non-empty|minProperties|at least"),
+        (
+            {"experiments": {"big": {"model": {"image_size": "huge"}}}},
+            r"experiments.big: (?s:.*)'huge' is not of type 'integer'",
+        ),
+        ({"experiments": {"big": {"seed": 3}}}, "'seed' was unexpected"),
+        ({"final_experiment": "big"}, "final_experiment: 'big' is not an experiment"),
     ],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, message):
