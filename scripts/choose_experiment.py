@@ -19,7 +19,8 @@ from imgclf.logs import setup_logging
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
     inputs, params = snakemake.input, snakemake.params
-    name, reason = choose_experiment(params.choice, pd.read_csv(inputs.leaderboard))
+    board = pd.read_csv(inputs.leaderboard, dtype={"experiment": str})  # "2" is a name too
+    name, reason = choose_experiment(params.choice, board)
     chosen = params.experiments.index(name)
     meta = json.loads(Path(inputs.metas[chosen]).read_text())
     write_json(snakemake.output.meta, {**meta, "experiment": name, "experiment_reason": reason})
