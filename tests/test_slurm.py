@@ -25,6 +25,7 @@ SLURM_RUN = (
     "--workflow-profile", str(REPO / "profiles/slurm"),
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "2",
+    "--seconds-between-status-checks", "2",  # not 10: a test's jobs take seconds
     "--slurm-keep-successful-logs",
     "--max-threads", "2",  # the node has two CPUs; a job asking for more would wait forever
 )  # fmt: skip
