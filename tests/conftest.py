@@ -7,7 +7,7 @@ from imgclf.download import DownloadSettings
 from imgclf.verify import VerifySettings
 
 from .http_server import ImageServer
-from .tiny_pipeline import tiny_config, write_photos
+from .tiny_pipeline import ONE_THREAD_A_JOB, tiny_config, write_photos
 from .workflow import snakemake, write_config
 
 
@@ -51,7 +51,7 @@ def trained_once(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trained")
     write_photos(workdir)
     write_config(workdir, tiny_config())
-    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, *ONE_THREAD_A_JOB)
     return workdir, fingerprint(workdir)
 
 

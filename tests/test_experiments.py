@@ -76,13 +76,13 @@ def test_best_is_the_lowest_error_then_the_lowest_loss():
 @pytest.fixture(scope="module")
 def experiments_run(trained_once, tmp_path_factory):
     """The finished tiny pipeline given two experiments and run again, locally; yields the
-    folder and the jobs that its dry run planned. With --cores 4 each job that runs the model
-    takes 2 threads, as the run without experiments did (thread counts move the last digits)."""
+    folder and the jobs that its dry run planned. With --cores 2 each job that runs the model
+    takes 1 thread, as the run without experiments did."""
     workdir = tmp_path_factory.mktemp("experiments") / "run"
     shutil.copytree(trained_once[0], workdir, symlinks=True)
     write_config(workdir, tiny_config(experiments=EXPERIMENTS))
     planned = planned_jobs(workdir)
-    snakemake(workdir, "--cores", "4")
+    snakemake(workdir, "--cores", "2")
     return workdir, planned
 
 

@@ -322,7 +322,7 @@ def test_a_tiny_data_set_of_one_batch_an_epoch_trains_at_checked_auto_rates(tmp_
     """21 photos at batch 32: lr_find cycles the one batch; the rates used and why are logged."""
     write_photos(tmp_path, per_class=7)
     write_config(tmp_path, tiny_config(model={"image_size": 32, "batch_size": 32}, lr_find={}))
-    snakemake(tmp_path, "--cores", "2")
+    snakemake(tmp_path, "--cores", "2", "results/interpret/metrics.json")
     split = read_csv(tmp_path / "results/split/split.csv")
     assert (split["is_valid"] == "False").sum() <= 32
     found = {

@@ -27,7 +27,7 @@ SLURM_RUN = (
     "--slurm-init-seconds-before-status-checks", "2",
     "--seconds-between-status-checks", "2",  # not 10: a test's jobs take seconds
     "--slurm-keep-successful-logs",
-    "--max-threads", "2",  # the node has two CPUs; a job asking for more would wait forever
+    "--max-threads", "1",  # as ONE_THREAD_A_JOB: two jobs at once on the node's two CPUs
 )  # fmt: skip
 LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "all"}
 pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
