@@ -3,11 +3,11 @@
     python -m bench.label_noise [--sets hymenoptera digits] [--rates 0.05 0.2] [--seed 0]
 
 Per data set and share of flipped labels, in one temporary workdir each: a copy of the photos
-(ants/bees from ../shared/datasets at 128 px, with their own train/val folders; the demo's
-digits as config.yaml has them) with that share of labels moved to another class (seeded),
-and `--duplicates` resized (0.7x, or 1.5x for the 32 px digits), re-encoded copies of photos
-filed under another class. The
-workflow runs to the review queue with the defaults (4 + 2 epochs). It prints, for k = twice
+(ants/bees from ../shared/datasets with their own train/val folders, the schema's defaults
+but trained at 128 px; the demo's digits as config.yaml has them) with that share of labels
+moved to another class (seeded), and `--duplicates` resized (0.7x, or 1.5x for the 32 px
+digits), re-encoded copies of photos filed under another class. The workflow runs to the
+review queue (4 + 2 epochs). It prints, for k = twice
 the number flipped, the recall and precision of the flipped images among the first k entries
 of the queue, beside the same for today's ranking (every image by the final model's loss);
 how many planted copies share a near-duplicate group with their original; and the audit's
@@ -82,16 +82,18 @@ def plant(name: str, workdir: Path, rate: float, duplicates: int, seed: int) -> 
 
 
 def config_for(name: str, classes: list[str], seed: int) -> dict:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    """The demo's config.yaml for the digits; for the photos, what a user of photos writes:
+    the schema's defaults (augmentation, the audit's 224 px features), trained at 128 px."""
+    if name == "hymenoptera":
+        config = {"model": {"image_size": 128}, "split": {"valid_folder": "val"}}
+    else:
+        config = yaml.safe_load((REPO / "config.yaml").read_text())
     pattern = "({})/"
     config["classes"] = {
         label: {"folder": "photos", "pattern": pattern.format(label)} for label in classes
     }
     config["seed"] = seed
     config["interpret"] = {"review": 1_000_000}  # every image in the queue: top losses' ranking
-    if name == "hymenoptera":
-        config["model"] = {"image_size": 128}
-        config["split"] = {"valid_folder": "val"}
     return config
 
 

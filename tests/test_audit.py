@@ -160,10 +160,13 @@ def test_the_audit_lists_wrong_labels_first_then_conflicting_duplicates_then_out
     assert (labelled["suggested"] != labelled["label"]).all()
     by_id = table.set_index("id")
     assert set(by_id.loc[ids[pair], "duplicate_group"]) == {ids[pair[0]]}
-    # Each is flagged; a wrong label is listed as such, before the duplicates.
-    assert set(by_id.loc[ids[pair], "issue"]) <= {"label", "near_duplicate"}
+    # The copy labelled against the pair's pooled evidence is flagged (as a wrong label when
+    # confident learning finds it too), suggested its twin's label; the twin is not flagged.
+    assert by_id.at[ids[pair[1]], "issue"] in {"label", "near_duplicate"}
+    assert by_id.at[ids[pair[1]], "suggested"] == classes[labels[pair[0]]]
+    assert by_id.at[ids[pair[0]], "issue"] == ""
     assert by_id.at[ids[-1], "issue"] == "outlier"
-    assert (table.loc[table["issue"] != "label", "suggested"] == "").all()
+    assert (table.loc[~table["issue"].isin(["label", "near_duplicate"]), "suggested"] == "").all()
 
 
 def test_the_review_queue_puts_the_surest_finds_first_then_doubts_and_losses_in_turn():
@@ -229,7 +232,11 @@ def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_
     assert (wrong["issue"], wrong["suggested"]) == ("label", "red")
     pair = found.loc[[source["blue/smooth.png"], source["red/copy.jpg"]]]
     assert pair["duplicate_group"].nunique() == 1 and pair["duplicate_group"].iloc[0] != ""
-    assert set(pair["issue"]) <= {"label", "near_duplicate"}
+    # Those labelled against the pair's pooled evidence, all suggested the pair's one class.
+    flagged = pair[pair["issue"] != ""]
+    assert set(flagged["issue"]) <= {"label", "near_duplicate"} and len(flagged) >= 1
+    assert flagged["suggested"].nunique() == 1
+    assert (flagged["suggested"] != flagged["label"]).all()
     assert found.at[source["blue/gradient.png"], "issue"] == "outlier"
     groups = read_csv(tmp_path / "results/features/near_duplicates.csv")
     grouped = groups.groupby("group")["id"].apply(set).tolist()

@@ -33,6 +33,7 @@ def tiny_config(**changes) -> dict:
         "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
         "lr_find": {"num_iter": 50},
         "interpret": {"review": 20, "top_losses": 4},
+        "audit": {"image_size": 64},  # for 40 px photos, as the demo's digits; 224 for photos
         "predict": {"folder": "new_photos"},
     }
     return {**config, **changes}

@@ -131,9 +131,7 @@ rule features:
     resources:
         **training_resources(runtime_minutes=30),
     params:
-        model=lambda wildcards: {
-            key: config["model"][key] for key in ("arch", "image_size")
-        },
+        arch=lookup(dpath="model/arch", within=config),
         settings=lookup(dpath="audit", within=config),
     script:
         "../../scripts/features.py"
