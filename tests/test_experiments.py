@@ -12,7 +12,14 @@ from imgclf.config import ConfigError, experiment_configs, read_config
 from imgclf.experiments import LEADERBOARD_COLUMNS, choose_experiment
 from imgclf.files import read_csv
 
-from .tiny_pipeline import CLASSES, EXPERIMENTS, TRAINING, tiny_config, write_photos
+from .tiny_pipeline import (
+    CLASSES,
+    EXPERIMENTS,
+    ONE_THREAD_A_JOB,
+    TRAINING,
+    tiny_config,
+    write_photos,
+)
 from .workflow import planned_jobs, snakemake, write_config
 
 PER_EXPERIMENT = {"interpret", "export"}  # with the training rules, what an experiment runs
@@ -76,13 +83,13 @@ def test_best_is_the_lowest_error_then_the_lowest_loss():
 @pytest.fixture(scope="module")
 def experiments_run(trained_once, tmp_path_factory):
     """The finished tiny pipeline given two experiments and run again, locally; yields the
-    folder and the jobs that its dry run planned. With --cores 2 each job that runs the model
-    takes 1 thread, as the run without experiments did."""
+    folder and the jobs that its dry run planned. Each job that runs the model takes 1
+    thread, as the run without experiments did."""
     workdir = tmp_path_factory.mktemp("experiments") / "run"
     shutil.copytree(trained_once[0], workdir, symlinks=True)
     write_config(workdir, tiny_config(experiments=EXPERIMENTS))
     planned = planned_jobs(workdir)
-    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, *ONE_THREAD_A_JOB)
     return workdir, planned
 
 
