@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .models import Classifier
-from .train import autocast, make_optimizer, scheduled_steps
+from .train import autocast, make_optimizer, on_device, scheduled_steps, to_device
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def body_features(model: Classifier, loader: DataLoader, batches: int, device) -
     features = []
     for images, targets in itertools.islice(loader, batches):
         with autocast(device):
-            maps = model.body(images.to(device))
+            maps = model.body(to_device(images, device))
         features.append((F.adaptive_avg_pool2d(maps.float(), 1), targets.to(device)))
     return features
 
@@ -105,7 +105,7 @@ def sweep(
 
     With `body_frozen` (stage 1), the head alone is swept over body features computed once.
     """
-    work = copy.deepcopy(model).to(device)
+    work = on_device(copy.deepcopy(model), device)
     work.train()
     if body_frozen:
         batches = body_features(work, loader, settings.num_iter, device)

@@ -91,9 +91,21 @@ def make_optimizer(
     return optimizer, torch.amp.GradScaler(enabled=device.type == "cuda")
 
 
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on `device`, channels-last, as every batch is (to_device): on this 2-core
+    CPU efficientnet_lite0's training steps then run 1.3x (frozen body) to 1.5x (unfrozen)
+    faster and its evaluation 1.5-2x, its depthwise convolutions most of all; on a GPU it is
+    the layout mixed precision wants."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device, memory_format=torch.channels_last)
+
+
 def train_step(model, optimizer, scaler, images, targets, device) -> float:
     """One mini-batch: the loss, and an optimiser step unless the loss is not finite."""
-    images, targets = images.to(device), targets.to(device)
+    images, targets = to_device(images, device), targets.to(device)
     with autocast(device):
         loss = F.cross_entropy(model(images), targets)
     value = loss.item()
@@ -137,17 +149,13 @@ def forward_batches(
     model: nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
 ) -> torch.Tensor:
     """The model's outputs (on the CPU) for prepared uint8 images, batch by batch, in eval
-    mode: the way interpret and the features rule run a model over every image.
-
-    Channels-last tensors: on this 2-core CPU efficientnet_lite0 then runs 1.5-2x faster
-    (its depthwise convolutions), to the same outputs within 1e-5."""
-    model.eval().to(device, memory_format=torch.channels_last)
+    mode: the way interpret and the features rule run a model over every image."""
+    on_device(model, device).eval()
     collate, parts = Collate(), []
     for start in range(0, len(images), batch_size):
         batch, _ = collate([(image, 0) for image in images[start : start + batch_size]])
         with autocast(device):
-            batch = batch.to(device, memory_format=torch.channels_last)
-            parts.append(model(batch).float().cpu())
+            parts.append(model(to_device(batch, device)).float().cpu())
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 
@@ -156,7 +164,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     for images, targets in loader:
-        images, targets = images.to(device), targets.to(device)
+        images, targets = to_device(images, device), targets.to(device)
         with autocast(device):
             logits = model(images)
         total_loss += F.cross_entropy(logits.float(), targets, reduction="sum").item()
@@ -180,7 +188,7 @@ def fit_one_cycle(
     `rates` holds the peak rate of each layer group; each group follows the same cycle scaled
     to its peak. Momentum is Adam's beta1.
     """
-    model.to(device)
+    on_device(model, device)
     optimizer, scaler = make_optimizer(
         model, rates, settings.weight_decay, settings.moms[0], device
     )
