@@ -7,12 +7,12 @@ Per data set and share of flipped labels, in one temporary workdir each: a copy 
 but trained at 128 px; the demo's digits as config.yaml has them) with that share of labels
 moved to another class (seeded), and `--duplicates` resized (0.7x, or 1.5x for the 32 px
 digits), re-encoded copies of photos filed under another class. The workflow runs to the
-review queue (4 + 2 epochs). It prints, for k = twice
-the number flipped, the recall and precision of the flipped images among the first k entries
-of the queue, beside the same for today's ranking (every image by the final model's loss);
-how many planted copies share a near-duplicate group with their original; and the audit's
-cost (the features and audit rules, each as its benchmark file times it, start-up included)
-against one stage-1 epoch of the same run.
+review queue (4 + 2 epochs). It prints, for k = twice the number flipped, the recall and
+precision of the flipped images among the first k entries of the queue, beside the same for
+today's ranking (every image by the final model's loss); how many planted copies share a
+near-duplicate group with their original; and the audit's cost (the features and audit rules,
+each as its benchmark file times it, start-up included) against one stage-1 epoch of the same
+run.
 Targets: recall >= 0.8 and >= 1.5x top losses'; every copy found; cost <= 1 epoch.
 """
 
