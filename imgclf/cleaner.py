@@ -3,11 +3,11 @@
     python -m imgclf.cleaner [--config config.yaml] [--port 8765]
 
 serves a page on 127.0.0.1 with the workflow's images, the review queue first (the audit's
-doubted labels and near-duplicates, each with a suggestion that `a` accepts, then outliers
-and the highest losses). Each decision (keep, relabel, drop) is written at once to the labels
-file that `split` reads, checked as `python -m imgclf.review` checks it; then `snakemake
---cores 4` reruns split and what follows. The server opens only the image files listed in the
-manifest, by id.
+doubted labels and near-duplicates, each with a suggestion that `a` accepts, then the other
+images least likely to be labelled right, outliers among them). Each decision (keep, relabel,
+drop) is written at once to the labels file that `split` reads, checked as `python -m
+imgclf.review` checks it; then `snakemake --cores 4` reruns split and what follows. The server
+opens only the image files listed in the manifest, by id.
 """
 
 import argparse

@@ -3,8 +3,9 @@
 Inputs: split (split.csv); audit (audit.csv, whose issues head the review queue); model
 (the model.json and model.safetensors of the stages that final_model needs).
 Outputs: confusion_csv, confusion_png, most_confused, per_class (CSV), metrics (JSON),
-top_losses (PNG), review (the queue: the audit's issues, then the highest losses, each with
-an empty decision column, CSV).
+top_losses (PNG), review (the queue: the audit's sure finds, then its other finds and the
+`review` images of lowest held-out probability of their label, each with an empty decision
+column, CSV).
 """
 
 from imgclf.files import read_csv, write_csv, write_json

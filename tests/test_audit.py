@@ -1,4 +1,4 @@
-"""Units of the audit: confident learning, near-duplicates, outliers, the review queue."""
+"""Units of the audit: confident learning, near-duplicates, outliers."""
 
 import itertools
 from pathlib import Path
@@ -19,7 +19,6 @@ from imgclf.audit import (
 )
 from imgclf.features import image_features, near_duplicate_groups, neighbour_distances
 from imgclf.files import read_csv
-from imgclf.interpret import REVIEW_COLUMNS, review_table
 
 from . import images
 from .tiny_pipeline import tiny_config, write_photos
@@ -167,36 +166,6 @@ def test_the_audit_lists_wrong_labels_first_then_conflicting_duplicates_then_out
     assert by_id.at[ids[pair[0]], "issue"] == ""
     assert by_id.at[ids[-1], "issue"] == "outlier"
     assert (table.loc[~table["issue"].isin(["label", "near_duplicate"]), "suggested"] == "").all()
-
-
-def test_the_review_queue_puts_the_surest_finds_first_then_doubts_and_losses_in_turn():
-    ids = [f"{index:016x}" for index in range(7)]
-    predictions = pd.DataFrame(
-        {
-            "id": ids,
-            "path": ids,
-            "label": "ant",
-            "is_valid": False,
-            "predicted": "ant",
-            "loss": [0.1, 5.0, 0.2, 4.0, 3.0, 0.3, 0.4],
-            "probability": 0.9,
-        }
-    )
-    audit_table = pd.DataFrame(
-        {
-            "id": [ids[2], ids[3], ids[6], ids[5], ids[0], ids[1], ids[4]],
-            "issue": ["label", "outlier", "label", "label", "", "", ""],
-            "suggested": ["bee", "", "wasp", "bee", "", "", ""],
-            "confident": ["True", "False", "False", "False", "False", "False", "False"],
-        }
-    )
-    queue = review_table(predictions, audit_table, rows=2)
-    assert list(queue.columns) == [*REVIEW_COLUMNS, "decision"]
-    assert queue["id"].tolist() == [ids[2], ids[3], ids[6], ids[1], ids[5], ids[4]]
-    assert queue["issue"].tolist() == ["label", "outlier", "label", "top_loss", "label", "top_loss"]
-    assert queue["suggested"].tolist() == ["bee", "", "wasp", "", "bee", ""]
-    assert queue["loss"].tolist() == [0.2, 4.0, 0.4, 5.0, 0.3, 3.0]
-    assert set(queue["decision"]) == {""}
 
 
 def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_topic_photo(

@@ -62,7 +62,7 @@ def test_relabel_drop_and_accept_with_the_keyboard_are_saved_and_rerun_only_spli
         page = browser.new_page()
         page.goto(cleaner)
         expect = sync_api.expect
-        expect(page.locator("#image-id")).to_have_text(first["id"])  # the highest loss first
+        expect(page.locator("#image-id")).to_have_text(first["id"])  # the queue's first
         page.wait_for_function("document.getElementById('photo').naturalWidth > 0")
         page.keyboard.press(str(CLASSES.index(new_label) + 1))
         expect(page.locator("#image-id")).to_have_text(second["id"])  # on to the next

@@ -1,4 +1,4 @@
-"""Units of interpret: which stage goes forward, and the tables of the diagnosis."""
+"""Units of interpret: which stage goes forward, the tables of the diagnosis, the review queue."""
 
 import json
 
@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from imgclf.interpret import (
+    REVIEW_COLUMNS,
     class_report,
     confusion,
     most_confused,
@@ -110,14 +111,84 @@ def test_class_report_gives_precision_recall_and_f1(predictions):
     assert report.loc["wasp"].tolist() == [0, 0, 0, 1]  # never predicted: 0, not an error
 
 
-def test_review_lists_the_highest_losses_over_train_and_valid_when_the_audit_finds_nothing(
-    predictions,
-):
-    clean = pd.DataFrame(
-        {"id": predictions["id"], "issue": "", "suggested": "", "confident": "False"}
+IDS = [f"{index:016x}" for index in range(10)]
+
+
+def predictions_of(count, model_probability, is_valid):
+    """The final model's predictions of `count` images labelled ant, given the probability it
+    gives that label."""
+    return pd.DataFrame(
+        {
+            "id": IDS[:count],
+            "path": IDS[:count],
+            "label": "ant",
+            "is_valid": is_valid,
+            "predicted": "ant",
+            "loss": -np.log(model_probability),
+            "probability": 0.9,
+        }
     )
-    review = review_table(predictions, clean, rows=3)
-    assert set(review["issue"]) == {"top_loss"} and set(review["suggested"]) == {""}
-    assert review["loss"].is_monotonic_decreasing and len(review) == 3
-    assert set(review["decision"]) == {""}
-    assert review["id"].iloc[0] == predictions["id"][1]  # probability 0.2 of its label
+
+
+def unflagged_audit(count, audit_probability):
+    """The audit of those images when it flags none, given its probability of their label."""
+    return pd.DataFrame(
+        {
+            "id": IDS[:count],
+            "issue": "",
+            "suggested": "",
+            "confident": "False",
+            "given_probability": audit_probability,
+        }
+    )
+
+
+def test_the_review_queue_puts_the_surest_finds_first_then_the_least_likely_labels():
+    predictions = predictions_of(7, model_probability=0.9, is_valid=False)
+    audit_table = pd.DataFrame(
+        {
+            "id": [IDS[2], IDS[3], IDS[6], IDS[5], IDS[0], IDS[1], IDS[4]],
+            "issue": ["label", "near_duplicate", "label", "outlier", "", "", ""],
+            "suggested": ["bee", "bee", "wasp", "", "", "", ""],
+            "confident": ["True", "False", "False", "False", "False", "False", "False"],
+            "given_probability": [0.05, 0.6, 0.3, 0.8, 0.2, 0.9, 0.5],
+        }
+    )
+    queue = review_table(predictions, audit_table, rows=2)
+    assert list(queue.columns) == [*REVIEW_COLUMNS, "decision"]
+    # The sure finds in the audit's order, then by the audit's probability of the label (no
+    # validation image here): every flagged image, and `rows` unflagged ones.
+    assert queue["id"].tolist() == [IDS[2], IDS[3], IDS[0], IDS[6], IDS[4], IDS[5]]
+    assert queue["issue"].tolist() == [
+        *("label", "near_duplicate", "top_loss", "label", "top_loss", "outlier")
+    ]
+    assert queue["suggested"].tolist() == ["bee", "bee", "", "wasp", "", ""]
+    assert set(queue["decision"]) == {""}
+
+
+KNOWING = [0.9] * 8 + [0.05, 0.2]  # two wrong labels, told apart from the right ones
+GUESSING = [0.6, 0.4] * 5  # no better than a coin
+
+
+def test_validation_images_are_queued_by_the_model_that_predicts_them_better():
+    for model_probability, audit_probability in [(KNOWING, GUESSING), (GUESSING, KNOWING)]:
+        queue = review_table(
+            predictions_of(10, model_probability, is_valid=True),
+            unflagged_audit(10, audit_probability),
+            rows=2,
+        )
+        assert queue["id"].tolist() == [IDS[8], IDS[9]]
+        assert queue["issue"].tolist() == ["top_loss", "top_loss"]
+
+
+def test_a_training_label_the_final_model_could_not_learn_is_doubted_one_it_learned_is_not():
+    # On the validation images (the first two) the final model is surer of the labels than
+    # the audit, so the mixture weighs the final model alone.
+    queue = review_table(
+        predictions_of(4, [0.95, 0.9, 0.05, 0.99], is_valid=[True, True, False, False]),
+        unflagged_audit(4, [0.5, 0.5, 0.6, 0.3]),
+        rows=4,
+    )
+    # IDS[2]: trained on its label, the final model still gives it 0.05. IDS[3]: the model
+    # learned its label (0.99), which does not outweigh the audit's doubt (0.3).
+    assert queue["id"].tolist() == [IDS[2], IDS[3], IDS[1], IDS[0]]
