@@ -52,7 +52,7 @@ def main() -> None:
         model(normalised).softmax(1)
 
     with tempfile.TemporaryDirectory() as folder:
-        to_onnx(model, args.size, Path(folder) / "model.onnx")
+        (Path(folder) / "model.onnx").write_bytes(to_onnx(model, args.size)[0])
         meta = {
             "file": "model.onnx",
             "classes": classes,
