@@ -108,7 +108,12 @@ def export_model(job: Job, chosen: ChosenModel, onnx_name: str) -> ExportedModel
             "shape": ["batch", 3, size, size],
             "layout": "RGB, channels first, 0-255",
         },
-        "output": {"name": "probabilities", "shape": ["batch", len(job.classes)]},
+        "output": {
+            "name": "probabilities",
+            "shape": ["batch", len(job.classes)],
+            # A model trained on mirrored images averages the image's and its mirror's.
+            "averages_mirror": model.averages_mirror,
+        },
         "classes": job.classes,
         "image_size": size,
         "preprocess": PREPARE,

@@ -76,6 +76,7 @@ class Job:
             load_weights(model, stage1_weights)
             model.keeps_body_statistics = self.model.pretrained
             unfreeze(model)
+        model.averages_mirror = self.augment.flip
         return model
 
 

@@ -4,6 +4,7 @@ Layer groups follow fastai: the body's first half, its second half, and the head
 fine-tuning can give each its own learning rate.
 """
 
+import math
 from pathlib import Path
 
 import torch
@@ -41,9 +42,19 @@ class Classifier(nn.Module):
     # on the demo, 37 % error after stage 1 with them against 1.4 % without, and stage 2
     # falls from 1.4 % to 70 % error the moment it switches to them.
     keeps_body_statistics = False
+    # A model trained on mirrored images (augment.flip) predicts, in eval mode, from the image
+    # and its mirror: the log of their averaged probabilities, which softmax, cross entropy and
+    # argmax read as they read logits. The same models on the same validation images, averaged
+    # and not: ants/bees at 128 px, error 15.6 % against 17.5 % (mean of five seeds, lower on
+    # four), validation loss lower on all five; the 37-class pets sample 40.0 % against 42.9 %
+    # (three seeds, lower on each).
+    averages_mirror = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(images))
+        if self.training or not self.averages_mirror:
+            return self.head(self.body(images))
+        both = self.head(self.body(torch.cat([images, images.flip(3)]))).log_softmax(1)
+        return torch.logsumexp(both.unflatten(0, (2, -1)), 0) - math.log(2)
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)

@@ -195,8 +195,10 @@ def test_the_exported_model_predicts_in_a_process_that_never_saw_this_project(tr
     assert {"torch", "onnxruntime", "imgclf"} <= set(meta["versions"])
     split = read_csv(trained / "results/split/split.csv")
     paths = [str(trained / path) for path in split["path"][:10]]
+    assert meta["output"]["averages_mirror"] is True  # the tiny pipeline trains on mirrors
     model = build_model("efficientnet_lite0", len(CLASSES), pretrained=False)
     load_weights(model, trained / "results/train/stage2/model.safetensors")
+    model.averages_mirror = True
     with torch.no_grad():
         batch, _ = Collate()([(prepare_file(path, 32), 0) for path in paths])
         expected = model.eval()(batch).softmax(1).numpy()

@@ -65,6 +65,21 @@ def settings(epochs=1):
     return OneCycleSettings(epochs, 25, 0.3, [0.95, 0.85], 0.01)
 
 
+def test_a_model_trained_on_mirrors_predicts_from_the_image_and_its_mirror():
+    model = tiny_model().eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(images).softmax(1)
+        mirrored = model(images.flip(3)).softmax(1)
+        model.averages_mirror = True
+        averaged = model(images)
+    assert averaged.exp().sum(1) == pytest.approx(torch.ones(4))  # log-probabilities
+    assert averaged.exp() == pytest.approx((plain + mirrored) / 2, abs=1e-6)
+    assert averaged == pytest.approx(model(images.flip(3)).detach(), abs=1e-5)
+    model.train()  # training sees each augmented image once
+    assert model(images).shape == (4, 3) and not torch.allclose(model(images), averaged)
+
+
 def test_stage1_changes_no_frozen_weight_but_batch_norms():
     model = tiny_model(pretrained=True)
     freeze_body(model)
