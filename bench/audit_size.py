@@ -1,0 +1,124 @@
+"""What the size of the audit's features buys: wrong labels found against the features' cost.
+
+    python -m bench.audit_size [--sets hymenoptera pets370] [--sizes 224 192 160 128]
+                               [--rates 0.05 0.2] [--seeds 0 1 2 3 4 5 6 7 8 9]
+
+Needs the photos in ../shared/datasets. Per data set, the pretrained body's features of every
+photo (`features.image_features`, as the `features` rule computes them) at each size, its CPU
+time (every thread's, which a busy machine distorts less than the wall clock's; the median of
+three) against the first size's in the same run; then, per share of labels flipped to another class
+(seeded) and seed, the audit alone (`audit.audit`: no training, no final model) on each size's
+features, and the recall of the flipped photos within its first k entries (k = twice the number
+flipped), the measure of `bench.label_noise`. It prints the median recall over the seeds, its
+spread, and the cost ratio.
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from imgclf.audit import AuditSettings, audit
+from imgclf.config import schema
+from imgclf.features import image_features, neighbour_distances
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SUFFIXES = {".jpg", ".jpeg", ".png"}
+BATCH = 16  # scripts/features.py's
+ARCH, CPU = "efficientnet_lite0", torch.device("cpu")
+REPEATS = 3
+
+
+def photos(name: str) -> pd.DataFrame:
+    """id, path, label of every photo of the set (ants/bees: train and val together)."""
+    folder = DATASETS / name
+    paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in SUFFIXES)
+    if name == "pets370":
+        labels = [path.stem.rsplit("_", 1)[0] for path in paths]
+    else:
+        labels = [path.parent.name for path in paths]
+    ids = [f"{index:05d}" for index in range(len(paths))]
+    return pd.DataFrame({"id": ids, "path": [str(path) for path in paths], "label": labels})
+
+
+def flipped_split(table: pd.DataFrame, rate: float, seed: int) -> tuple[pd.DataFrame, set]:
+    """The photos with `rate` of their labels moved to another class, and the flipped ids."""
+    rng = np.random.default_rng(seed)
+    classes = sorted(table["label"].unique())
+    flipped = rng.choice(len(table), round(rate * len(table)), replace=False)
+    labels = table["label"].to_numpy().copy()
+    for index in flipped:
+        labels[index] = rng.choice([other for other in classes if other != labels[index]])
+    split = table.assign(label=labels, is_valid=False)
+    return split, set(table["id"].iloc[flipped])
+
+
+def audit_recall(
+    table: pd.DataFrame, features: np.ndarray, settings: AuditSettings, rate: float, seed: int
+) -> float:
+    """The share of the flipped photos among the audit's first twice-as-many entries."""
+    split, flipped = flipped_split(table, rate, seed)
+    queue = audit(
+        split,
+        table["id"].to_numpy(),
+        features,
+        neighbour_distances(features, settings.neighbours),
+        pd.DataFrame({"id": [], "group": []}, dtype=str),  # no near-duplicates planted
+        sorted(table["label"].unique()),
+        settings,
+        seed,
+    )
+    return len(set(queue["id"].head(2 * len(flipped))) & flipped) / len(flipped)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sets", nargs="+", default=["hymenoptera", "pets370"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 192, 160, 128])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    audit_schema = yaml.safe_load(Path(schema("config")).read_text())["properties"]["audit"]
+    settings = AuditSettings(
+        **{key: value["default"] for key, value in audit_schema["properties"].items()}
+    )
+    for name in args.sets:
+        if not (DATASETS / name).is_dir():
+            raise SystemExit(f"{DATASETS / name} is missing: the photos are not on this machine")
+        table = photos(name)
+        paths = table["path"].tolist()
+        features, seconds = {}, {size: [] for size in args.sizes}
+        # A first pass warms the caches and the allocator, which would bill the first size;
+        # then each size's time is the median of REPEATS, taken in turns.
+        image_features(paths[:BATCH], ARCH, args.sizes[0], BATCH, args.threads, CPU)
+        for _ in range(REPEATS):
+            for size in args.sizes:
+                started = time.process_time()
+                features[size] = image_features(paths, ARCH, size, BATCH, args.threads, CPU)
+                seconds[size].append(time.process_time() - started)
+        seconds = {size: statistics.median(times) for size, times in seconds.items()}
+        baseline = args.sizes[0]
+        for rate in args.rates:
+            for size in args.sizes:
+                recalls = [
+                    audit_recall(table, features[size], settings, rate, seed) for seed in args.seeds
+                ]
+                print(
+                    f"{name} ({len(table)} photos, {table['label'].nunique()} classes), "
+                    f"{rate:.0%} flipped, features at {size} px: audit recall "
+                    f"{statistics.median(recalls):.2f} ({min(recalls):.2f}-{max(recalls):.2f}, "
+                    f"{len(recalls)} seeds); features {seconds[size]:.1f} CPU s, "
+                    f"{seconds[size] / seconds[baseline]:.2f}x those at {baseline} px",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
