@@ -5,12 +5,13 @@
 
 Needs the photos in ../shared/datasets. Per data set, the pretrained body's features of every
 photo (`features.image_features`, as the `features` rule computes them) at each size, its CPU
-time (every thread's, which a busy machine distorts less than the wall clock's; the median of
-three) against the first size's in the same run; then, per share of labels flipped to another class
-(seeded) and seed, the audit alone (`audit.audit`: no training, no final model) on each size's
-features, and the recall of the flipped photos within its first k entries (k = twice the number
-flipped), the measure of `bench.label_noise`. It prints the median recall over the seeds, its
-spread, and the cost ratio.
+time (every thread's, the median of three) against the first size's in the same run (run it
+alone: beside another job torch's threads spin, and CPU time misleads as the clock does);
+then, per share of labels flipped to another class (seeded) and seed, the audit alone
+(`audit.audit`: no training, no final model) on each size's features, and the recall of the
+flipped photos within its first k entries (k = twice the number flipped), the measure of
+`bench.label_noise`. It prints the median recall over the seeds, its spread, and the cost
+ratio.
 """
 
 import argparse
@@ -23,12 +24,12 @@ import pandas as pd
 import torch
 import yaml
 
+from bench.label_noise import SUFFIXES
+from bench.real_photos import DATASETS, breed
 from imgclf.audit import AuditSettings, audit
 from imgclf.config import schema
 from imgclf.features import image_features, neighbour_distances
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-SUFFIXES = {".jpg", ".jpeg", ".png"}
 BATCH = 16  # scripts/features.py's
 ARCH, CPU = "efficientnet_lite0", torch.device("cpu")
 REPEATS = 3
@@ -39,7 +40,7 @@ def photos(name: str) -> pd.DataFrame:
     folder = DATASETS / name
     paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in SUFFIXES)
     if name == "pets370":
-        labels = [path.stem.rsplit("_", 1)[0] for path in paths]
+        labels = [breed(path) for path in paths]
     else:
         labels = [path.parent.name for path in paths]
     ids = [f"{index:05d}" for index in range(len(paths))]

@@ -39,11 +39,16 @@ STAGE1_EPOCHS, STAGE2_EPOCHS = 4, 2
 VARIANTS = ("defaults", "auto")  # the schema's defaults; both stages' max_lr auto
 
 
+def breed(path: Path) -> str:
+    """A pets photo's class, from its file name (Abyssinian_12.jpg: Abyssinian)."""
+    return path.stem.rsplit("_", 1)[0]
+
+
 def classes_of(name: str) -> tuple[dict, dict]:
     """The `classes` and `split` sections of a user's config for one of the data sets."""
     if name == "pets370":
         folder = DATASETS / "pets370" / "images"
-        labels = sorted({path.stem.rsplit("_", 1)[0] for path in folder.glob("*.jpg")})
+        labels = sorted({breed(path) for path in folder.glob("*.jpg")})
         source = {"folder": str(folder), "pattern": r"^([^/]+)_\d+\.jpg$"}
         return {label: source for label in labels}, {}
     folder = DATASETS / "hymenoptera"
