@@ -1,10 +1,11 @@
 """How well the review queue finds wrong labels and near-duplicates, against top losses.
 
-    python -m bench.label_noise [--sets hymenoptera digits] [--rates 0.05 0.2] [--seed 0]
+    python -m bench.label_noise [--sets hymenoptera digits pets370] [--rates 0.05 0.2] [--seed 0]
 
 Per data set and share of flipped labels, in one temporary workdir each: a copy of the photos
-(ants/bees from ../shared/datasets with their own train/val folders, the schema's defaults
-but trained at 128 px; the demo's digits as config.yaml has them) with that share of labels
+(ants/bees from ../shared/datasets with their own train/val folders, and the 37-breed pets
+sample there with labels from file names, both with the schema's defaults but trained at
+128 px; the demo's digits as config.yaml has them) with that share of labels
 moved to another class (seeded), and `--duplicates` resized (0.7x, or 1.5x for the 32 px
 digits), re-encoded copies of photos filed under another class. The workflow runs to the
 review queue (4 + 2 epochs). It prints, for k = twice the number flipped, the recall and
@@ -28,10 +29,13 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from bench.real_photos import DATASETS, breed
 from imgclf.demo import write_digits
 
 REPO = Path(__file__).resolve().parents[1]
-HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+HYMENOPTERA = DATASETS / "hymenoptera"
+PETS = DATASETS / "pets370" / "images"
+PHOTO_SETS = {"hymenoptera": HYMENOPTERA, "pets370": PETS}
 SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
@@ -43,6 +47,8 @@ def originals(name: str, folder: Path) -> list[tuple[Path, str, str]]:
             for path in sorted(HYMENOPTERA.rglob("*"))
             if path.suffix.lower() in SUFFIXES
         ]
+    if name == "pets370":
+        return [(path, breed(path), "") for path in sorted(PETS.glob("*.jpg"))]
     write_digits(folder / "digits")
     return [(path, path.parent.name, "") for path in sorted((folder / "digits").rglob("*.png"))]
 
@@ -86,6 +92,8 @@ def config_for(name: str, classes: list[str], seed: int) -> dict:
     the schema's defaults (augmentation, the audit's 224 px features), trained at 128 px."""
     if name == "hymenoptera":
         config = {"model": {"image_size": 128}, "split": {"valid_folder": "val"}}
+    elif name == "pets370":
+        config = {"model": {"image_size": 128}}
     else:
         config = yaml.safe_load((REPO / "config.yaml").read_text())
     pattern = "({})/"
@@ -161,8 +169,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
-    if "hymenoptera" in args.sets and not HYMENOPTERA.is_dir():
-        sys.exit(f"{HYMENOPTERA} is missing: the ants/bees photos are not on this machine")
+    for name in set(args.sets) & PHOTO_SETS.keys():
+        if not PHOTO_SETS[name].is_dir():
+            sys.exit(f"{PHOTO_SETS[name]} is missing: the photos are not on this machine")
     for name in args.sets:
         for rate in args.rates:
             result = run(name, rate, args.duplicates, args.seed, args.cores)
