@@ -24,8 +24,7 @@ import pandas as pd
 import torch
 import yaml
 
-from bench.label_noise import SUFFIXES
-from bench.real_photos import DATASETS, breed
+from bench.label_noise import PHOTO_SETS, flip_labels, originals
 from imgclf.audit import AuditSettings, audit
 from imgclf.config import schema
 from imgclf.features import image_features, neighbour_distances
@@ -37,49 +36,43 @@ REPEATS = 3
 
 def photos(name: str) -> pd.DataFrame:
     """id, path, label of every photo of the set (ants/bees: train and val together)."""
-    folder = DATASETS / name
-    paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in SUFFIXES)
-    if name == "pets370":
-        labels = [breed(path) for path in paths]
-    else:
-        labels = [path.parent.name for path in paths]
-    ids = [f"{index:05d}" for index in range(len(paths))]
-    return pd.DataFrame({"id": ids, "path": [str(path) for path in paths], "label": labels})
-
-
-def flipped_split(table: pd.DataFrame, rate: float, seed: int) -> tuple[pd.DataFrame, set]:
-    """The photos with `rate` of their labels moved to another class, and the flipped ids."""
-    rng = np.random.default_rng(seed)
-    classes = sorted(table["label"].unique())
-    flipped = rng.choice(len(table), round(rate * len(table)), replace=False)
-    labels = table["label"].to_numpy().copy()
-    for index in flipped:
-        labels[index] = rng.choice([other for other in classes if other != labels[index]])
-    split = table.assign(label=labels, is_valid=False)
-    return split, set(table["id"].iloc[flipped])
+    found = originals(name, Path())  # the folder is only where the digits would be written
+    return pd.DataFrame(
+        {
+            "id": [f"{index:05d}" for index in range(len(found))],
+            "path": [str(path) for path, _, _ in found],
+            "label": [label for _, label, _ in found],
+        }
+    )
 
 
 def audit_recall(
-    table: pd.DataFrame, features: np.ndarray, settings: AuditSettings, rate: float, seed: int
+    table: pd.DataFrame,
+    features: np.ndarray,
+    distances: np.ndarray,
+    settings: AuditSettings,
+    rate: float,
+    seed: int,
 ) -> float:
     """The share of the flipped photos among the audit's first twice-as-many entries."""
-    split, flipped = flipped_split(table, rate, seed)
+    labels, flipped = flip_labels(table["label"].tolist(), rate, np.random.default_rng(seed))
     queue = audit(
-        split,
+        table.assign(label=labels, is_valid=False),
         table["id"].to_numpy(),
         features,
-        neighbour_distances(features, settings.neighbours),
+        distances,
         pd.DataFrame({"id": [], "group": []}, dtype=str),  # no near-duplicates planted
         sorted(table["label"].unique()),
         settings,
         seed,
     )
-    return len(set(queue["id"].head(2 * len(flipped))) & flipped) / len(flipped)
+    flipped_ids = set(table["id"].iloc[sorted(flipped)])
+    return len(set(queue["id"].head(2 * len(flipped))) & flipped_ids) / len(flipped)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sets", nargs="+", default=["hymenoptera", "pets370"])
+    parser.add_argument("--sets", nargs="+", choices=PHOTO_SETS, default=list(PHOTO_SETS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 192, 160, 128])
     parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.2])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -91,8 +84,8 @@ def main() -> None:
         **{key: value["default"] for key, value in audit_schema["properties"].items()}
     )
     for name in args.sets:
-        if not (DATASETS / name).is_dir():
-            raise SystemExit(f"{DATASETS / name} is missing: the photos are not on this machine")
+        if not PHOTO_SETS[name].is_dir():
+            raise SystemExit(f"{PHOTO_SETS[name]} is missing: the photos are not on this machine")
         table = photos(name)
         paths = table["path"].tolist()
         features, seconds = {}, {size: [] for size in args.sizes}
@@ -108,8 +101,10 @@ def main() -> None:
         baseline = args.sizes[0]
         for rate in args.rates:
             for size in args.sizes:
+                distances = neighbour_distances(features[size], settings.neighbours)
                 recalls = [
-                    audit_recall(table, features[size], settings, rate, seed) for seed in args.seeds
+                    audit_recall(table, features[size], distances, settings, rate, seed)
+                    for seed in args.seeds
                 ]
                 print(
                     f"{name} ({len(table)} photos, {table['label'].nunique()} classes), "

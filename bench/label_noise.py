@@ -53,16 +53,26 @@ def originals(name: str, folder: Path) -> list[tuple[Path, str, str]]:
     return [(path, path.parent.name, "") for path in sorted((folder / "digits").rglob("*.png"))]
 
 
+def flip_labels(labels: list[str], rate: float, rng: np.random.Generator) -> tuple[list, set]:
+    """`labels` with `rate` of them moved to another class (drawn by `rng`), and the indices
+    of those moved."""
+    classes = sorted(set(labels))
+    flipped = set(rng.choice(len(labels), round(rate * len(labels)), replace=False).tolist())
+    noisy = [
+        rng.choice([other for other in classes if other != label]) if index in flipped else label
+        for index, label in enumerate(labels)
+    ]
+    return noisy, flipped
+
+
 def plant(name: str, workdir: Path, rate: float, duplicates: int, seed: int) -> dict:
     """Write the noisy photo set under workdir/photos/[side/]class/; return what was planted."""
     photos = originals(name, workdir)
     classes = sorted({label for _, label, _ in photos})
     rng = np.random.default_rng(seed)
-    flipped = set(rng.choice(len(photos), round(rate * len(photos)), replace=False).tolist())
+    labels, flipped = flip_labels([label for _, label, _ in photos], rate, rng)
     planted = {"flipped": [], "copies": [], "classes": classes}
-    for index, (path, label, side) in enumerate(photos):
-        if index in flipped:
-            label = rng.choice([other for other in classes if other != label])
+    for index, ((path, _, side), label) in enumerate(zip(photos, labels, strict=True)):
         target = workdir / "photos" / side / label / f"{index}{path.suffix.lower()}"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
