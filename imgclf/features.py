@@ -109,14 +109,32 @@ def near_duplicate_groups(
     )
 
 
+def nearest_neighbours(
+    features: np.ndarray, count: int, copies: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine similarities) of each image's `count` most similar other images. With
+    `copies` (a code per image, -1 for none), images of one code are copies of one photo and
+    are skipped as the image itself is: their -inf similarities fill rows that run out."""
+    count = max(0, min(count, len(features) - 1))
+    indices = np.zeros((len(features), count), dtype=int)
+    similarities = np.zeros((len(features), count))
+    if count < 1:
+        return indices, similarities
+    for start, block in similarity_blocks(features):
+        rows = np.arange(start, start + len(block))
+        block[np.arange(len(block)), rows] = -np.inf  # itself
+        if copies is not None:
+            own = copies[rows, None]
+            block[(own == copies[None, :]) & (own >= 0)] = -np.inf
+        nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        indices[rows] = nearest
+        similarities[rows] = np.take_along_axis(block, nearest, axis=1)
+    return indices, similarities
+
+
 def neighbour_distances(features: np.ndarray, neighbours: int) -> np.ndarray:
     """Each image's mean cosine distance to its `neighbours` nearest other images."""
-    count = min(neighbours, len(features) - 1)
-    distances = np.zeros(len(features))
-    if count < 1:
-        return distances
-    for start, block in similarity_blocks(features):
-        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # itself
-        nearest = -np.partition(-block, count - 1, axis=1)[:, :count]
-        distances[start : start + len(block)] = 1 - nearest.mean(axis=1)
-    return distances
+    _, similarities = nearest_neighbours(features, neighbours)
+    if similarities.shape[1] == 0:
+        return np.zeros(len(features))
+    return 1 - similarities.mean(axis=1)

@@ -14,6 +14,7 @@ from imgclf.audit import (
     AuditSettings,
     audit,
     label_issues,
+    neighbour_votes,
     out_of_fold_probabilities,
     outlier_flags,
 )
@@ -92,6 +93,30 @@ def test_a_class_smaller_than_the_folds_still_gets_probabilities():
     probabilities = out_of_fold_probabilities(features, labels, 3, folds=5, seed=0)
     assert probabilities.shape == (18, 3) and np.isfinite(probabilities).all()
     assert probabilities.sum(axis=1) == pytest.approx(np.ones(18))
+
+
+def test_neighbours_vote_an_image_back_to_the_class_it_lies_in():
+    features, truth = clusters()
+    labels, flipped = flip(truth, 12, classes=3)
+    votes = neighbour_votes(features, labels, 3, copies=np.full(len(labels), -1))
+    assert votes.sum(axis=1) == pytest.approx(np.ones(len(labels)))
+    assert (votes[flipped].argmax(axis=1) == truth[flipped]).all()
+    assert (votes[flipped, labels[flipped]] < 0.5).all()
+
+
+def test_a_copy_does_not_vote_for_its_twin_and_an_image_alone_gets_no_vote():
+    features = np.repeat(np.eye(3), 4, axis=0)  # three tight clusters of four
+    features[0] = features[4]  # image 0, labelled 0, is a copy of image 4 (class 1)
+    labels = np.repeat([0, 1, 2], 4)
+    alone = neighbour_votes(features, labels, 3, copies=np.full(12, -1))
+    # Images of other clusters vote too, at a weight of e^-10 each.
+    assert alone[4] == pytest.approx([0.25, 0.75, 0], abs=1e-3)  # the copy's label counts
+    copies = np.full(12, -1)
+    copies[[0, 4]] = 0
+    votes = neighbour_votes(features, labels, 3, copies)
+    assert votes[4] == pytest.approx([0, 1, 0], abs=1e-3)
+    assert votes[0] == pytest.approx([0, 1, 0], abs=1e-3)
+    assert neighbour_votes(features[:1], labels[:1], 3, copies[:1])[0] == pytest.approx([1 / 3] * 3)
 
 
 def test_outliers_are_far_above_the_typical_distance_and_a_uniform_set_has_none():
