@@ -27,7 +27,8 @@ import yaml
 from bench.label_noise import PHOTO_SETS, flip_labels, originals
 from imgclf.audit import AuditSettings, audit
 from imgclf.config import schema
-from imgclf.features import image_features, neighbour_distances
+from imgclf.features import image_features
+from imgclf.neighbours import neighbour_distances
 
 BATCH = 16  # scripts/features.py's
 ARCH, CPU = "efficientnet_lite0", torch.device("cpu")

@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .features import nearest_neighbours
+from .neighbours import nearest_neighbours
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ so a labels edit does not recompute them.
 
 import functools
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,11 +19,11 @@ from torch import nn
 
 from .data import load_images, prepare_file
 from .models import build_model
+from .neighbours import similar_pairs
 from .train import forward_batches
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
 THUMBNAIL = 16  # pixels a side
 
 
@@ -38,25 +37,6 @@ def image_features(
     images = load_images(paths, functools.partial(prepare_file, size=size), threads)
     features = forward_batches(pooled_body, images, batch_size, device).float()
     return torch.nn.functional.normalize(features, dim=1).numpy()
-
-
-def similarity_blocks(features: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, cosine similarities of CHUNK images with every image), block by block, so
-    that a large set never holds the whole N x N matrix."""
-    for start in range(0, len(features), CHUNK):
-        yield start, features[start : start + CHUNK] @ features.T
-
-
-def similar_pairs(features: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) of images whose cosine similarity reaches `similarity`."""
-    rows, columns = [], []
-    for start, block in similarity_blocks(features):
-        i, j = np.nonzero(block >= similarity)
-        i += start
-        keep = i < j
-        rows.append(i[keep])
-        columns.append(j[keep])
-    return np.concatenate(rows or [[]]).astype(int), np.concatenate(columns or [[]]).astype(int)
 
 
 def thumbnail(path: str, side: int = THUMBNAIL) -> np.ndarray:
@@ -107,34 +87,3 @@ def near_duplicate_groups(
     return pd.DataFrame({"id": grouped["id"], "group": names}).sort_values(
         ["group", "id"], ignore_index=True
     )
-
-
-def nearest_neighbours(
-    features: np.ndarray, count: int, copies: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosine similarities) of each image's `count` most similar other images. With
-    `copies` (a code per image, -1 for none), images of one code are copies of one photo and
-    are skipped as the image itself is: their -inf similarities fill rows that run out."""
-    count = max(0, min(count, len(features) - 1))
-    indices = np.zeros((len(features), count), dtype=int)
-    similarities = np.zeros((len(features), count))
-    if count < 1:
-        return indices, similarities
-    for start, block in similarity_blocks(features):
-        rows = np.arange(start, start + len(block))
-        block[np.arange(len(block)), rows] = -np.inf  # itself
-        if copies is not None:
-            own = copies[rows, None]
-            block[(own == copies[None, :]) & (own >= 0)] = -np.inf
-        nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
-        indices[rows] = nearest
-        similarities[rows] = np.take_along_axis(block, nearest, axis=1)
-    return indices, similarities
-
-
-def neighbour_distances(features: np.ndarray, neighbours: int) -> np.ndarray:
-    """Each image's mean cosine distance to its `neighbours` nearest other images."""
-    _, similarities = nearest_neighbours(features, neighbours)
-    if similarities.shape[1] == 0:
-        return np.zeros(len(features))
-    return 1 - similarities.mean(axis=1)

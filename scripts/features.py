@@ -9,10 +9,11 @@ its nearest neighbours); near_duplicates (CSV: id, group, for the images in a gr
 import numpy as np
 
 from imgclf.audit import AuditSettings
-from imgclf.features import image_features, near_duplicate_groups, neighbour_distances
+from imgclf.features import image_features, near_duplicate_groups
 from imgclf.files import read_csv, write_arrays, write_csv
 from imgclf.job import start_torch
 from imgclf.logs import setup_logging
+from imgclf.neighbours import neighbour_distances
 
 BATCH = 16  # at 224 px on 2 CPU cores, 1.4x faster than 64 (the activations fit the caches)
 

@@ -18,8 +18,9 @@ from imgclf.audit import (
     out_of_fold_probabilities,
     outlier_flags,
 )
-from imgclf.features import image_features, near_duplicate_groups, neighbour_distances
+from imgclf.features import image_features, near_duplicate_groups
 from imgclf.files import read_csv
+from imgclf.neighbours import neighbour_distances
 
 from . import images
 from .tiny_pipeline import tiny_config, write_photos
