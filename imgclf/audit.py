@@ -105,9 +105,9 @@ def neighbour_votes(
     A second held-out estimate beside the regressions: a regression learns a class from the
     few images of it in the other folds, a vote reads the images next to this one. Their
     mean raised the share of 5 % flipped labels that the audit alone finds within twice as
-    many entries (30 seeds, none of those the vote's constants were chosen on) from 0.75 to
-    0.82 on the pets sample of 37 breeds x 10 photos, from 0.92 to 0.95 on the digits, and
-    left ants/bees at 0.91-0.92 (bench/audit_size.py)."""
+    many entries (on average over seeds 10-39, none of those the vote's constants were
+    chosen on; bench/audit_size.py) from 0.75 to 0.82 on the pets sample of 37 breeds x 10
+    photos and from 0.92 to 0.95 on the digits, and left ants/bees at 0.91-0.92."""
     neighbours, similarities = nearest_neighbours(features, VOTERS, copies)
     weights = np.exp((similarities - 1) / VOTE_TEMPERATURE)  # -inf for a skipped copy: 0
     votes = np.zeros((len(targets), classes))
