@@ -1,19 +1,20 @@
 """How well the review queue finds wrong labels and near-duplicates, against top losses.
 
     python -m bench.label_noise [--sets hymenoptera digits pets370] [--rates 0.05 0.2] [--seed 0]
+                                [--image-size 128]
 
 Per data set and share of flipped labels, in one temporary workdir each: a copy of the photos
 (ants/bees from ../shared/datasets with their own train/val folders, and the 37-breed pets
 sample there with labels from file names, both with the schema's defaults but trained at
-128 px; the demo's digits as config.yaml has them) with that share of labels
-moved to another class (seeded), and `--duplicates` resized (0.7x, or 1.5x for the 32 px
-digits), re-encoded copies of photos filed under another class. The workflow runs to the
-review queue (4 + 2 epochs). It prints, for k = twice the number flipped, the recall and
-precision of the flipped images among the first k entries of the queue, beside the same for
-today's ranking (every image by the final model's loss); how many planted copies share a
-near-duplicate group with their original; and the audit's cost (the features and audit rules,
-each as its benchmark file times it, start-up included) against one stage-1 epoch of the same
-run.
+`--image-size`, 128 px unless told; the demo's digits as config.yaml has them) with that
+share of labels moved to another class (seeded), and `--duplicates` resized (0.7x, or 1.5x
+for the 32 px digits), re-encoded copies of photos filed under another class. The workflow
+runs to the review queue (4 + 2 epochs). It prints, for k = twice the number flipped, the
+recall and precision of the flipped images among the first k entries of the queue, beside
+the same for today's ranking (every image by the final model's loss); how many planted
+copies share a near-duplicate group with their original; and the audit's cost (the features
+and audit rules, each as its benchmark file times it, start-up included) against one stage-1
+epoch of the same run.
 Targets: recall >= 0.8 and >= 1.5x top losses'; every copy found; cost <= 1 epoch.
 """
 
@@ -97,13 +98,14 @@ def plant(name: str, workdir: Path, rate: float, duplicates: int, seed: int) -> 
     return planted
 
 
-def config_for(name: str, classes: list[str], seed: int) -> dict:
+def config_for(name: str, classes: list[str], seed: int, image_size: int) -> dict:
     """The demo's config.yaml for the digits; for the photos, what a user of photos writes:
-    the schema's defaults (augmentation, the audit's 224 px features), trained at 128 px."""
+    the schema's defaults (augmentation, the audit's 224 px features), trained at
+    `image_size`."""
     if name == "hymenoptera":
-        config = {"model": {"image_size": 128}, "split": {"valid_folder": "val"}}
+        config = {"model": {"image_size": image_size}, "split": {"valid_folder": "val"}}
     elif name == "pets370":
-        config = {"model": {"image_size": 128}}
+        config = {"model": {"image_size": image_size}}
     else:
         config = yaml.safe_load((REPO / "config.yaml").read_text())
     pattern = "({})/"
@@ -115,11 +117,11 @@ def config_for(name: str, classes: list[str], seed: int) -> dict:
     return config
 
 
-def run(name: str, rate: float, duplicates: int, seed: int, cores: int) -> dict:
+def run(name: str, rate: float, duplicates: int, seed: int, cores: int, image_size: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         planted = plant(name, workdir, rate, duplicates, seed)
-        config = config_for(name, planted["classes"], seed)
+        config = config_for(name, planted["classes"], seed, image_size)
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         command = [
             *(sys.executable, "-m", "snakemake", "results/interpret/review.csv"),
@@ -178,20 +180,24 @@ def main() -> None:
     parser.add_argument("--duplicates", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--image-size", type=int, default=128, help="the photos' model.image_size (not the digits')"
+    )
     args = parser.parse_args()
     for name in set(args.sets) & PHOTO_SETS.keys():
         if not PHOTO_SETS[name].is_dir():
             sys.exit(f"{PHOTO_SETS[name]} is missing: the photos are not on this machine")
     for name in args.sets:
         for rate in args.rates:
-            result = run(name, rate, args.duplicates, args.seed, args.cores)
+            result = run(name, rate, args.duplicates, args.seed, args.cores, args.image_size)
             recall, precision = result["recall"], result["precision"]
             ratio = recall["queue"] / max(recall["top_losses"], 1e-9)
             seconds = result["seconds"]
             cost = sum(seconds.values()) / result["epoch_seconds"]
             met = recall["queue"] >= 0.8 and ratio >= 1.5
+            size = f" at {args.image_size} px" if name in PHOTO_SETS else ""
             print(
-                f"{name} {rate:.0%} flipped ({result['flipped']}), k={result['k']}: "
+                f"{name}{size} {rate:.0%} flipped ({result['flipped']}), k={result['k']}: "
                 f"queue recall {recall['queue']:.2f} precision {precision['queue']:.2f}; "
                 f"top losses recall {recall['top_losses']:.2f} precision "
                 f"{precision['top_losses']:.2f}; {ratio:.2f}x "
