@@ -166,15 +166,21 @@ def outlier_flags(distances: np.ndarray, threshold: float) -> np.ndarray:
     return (distances - median) / spread > threshold
 
 
-def duplicate_groups(split: pd.DataFrame, groups: pd.DataFrame) -> pd.Series:
-    """Per image of the split, its near-duplicate group, else ''."""
-    return split["id"].map(dict(zip(groups["id"], groups["group"], strict=True))).fillna("")
+def duplicate_groups(ids: pd.Series, groups: pd.DataFrame) -> pd.Series:
+    """Per image, its near-duplicate group, else ''."""
+    return ids.map(dict(zip(groups["id"], groups["group"], strict=True))).fillna("")
+
+
+def copy_codes(ids: pd.Series, groups: pd.DataFrame) -> np.ndarray:
+    """Per image, a number shared by the copies of one photo (its near-duplicate group), -1
+    for an image without a copy: `copies` of neighbours.nearest_neighbours."""
+    return pd.factorize(duplicate_groups(ids, groups).replace("", None))[0]
 
 
 def conflicting_groups(split: pd.DataFrame, groups: pd.DataFrame) -> pd.Series:
     """Per image of the split, its near-duplicate group when that group holds more than one
     label (the same photo under two classes: one of them is wrong), else ''."""
-    group = duplicate_groups(split, groups)
+    group = duplicate_groups(split["id"], groups)
     labels_per_group = split[group != ""].groupby(group[group != ""])["label"].nunique()
     conflicting = set(labels_per_group[labels_per_group > 1].index)
     return group.where(group.isin(conflicting), "")
@@ -218,8 +224,7 @@ def audit(
     regressions = out_of_fold_probabilities(
         principal_components(features[rows], seed), targets, len(classes), settings.folds, seed
     )
-    copies, _ = pd.factorize(duplicate_groups(split, groups).replace("", None))
-    votes = neighbour_votes(features[rows], targets, len(classes), copies)
+    votes = neighbour_votes(features[rows], targets, len(classes), copy_codes(split["id"], groups))
     probabilities = (regressions + votes) / 2
     found = label_issues(probabilities, targets)
     duplicate_group = conflicting_groups(split, groups).to_numpy()

@@ -53,9 +53,15 @@ def nearest_neighbours(
     return indices, similarities
 
 
-def neighbour_distances(features: np.ndarray, neighbours: int) -> np.ndarray:
-    """Each image's mean cosine distance to its `neighbours` nearest other images."""
-    _, similarities = nearest_neighbours(features, neighbours)
-    if similarities.shape[1] == 0:
-        return np.zeros(len(features))
-    return 1 - similarities.mean(axis=1)
+def neighbour_distances(
+    features: np.ndarray, neighbours: int, copies: np.ndarray | None = None
+) -> np.ndarray:
+    """Each image's mean cosine distance to its `neighbours` nearest other images, its own
+    copies (`copies` as nearest_neighbours takes it) not counted: an off-topic photo that a
+    web search returned twice is still far from everything else. 0 for an image with no
+    other image to measure against."""
+    _, similarities = nearest_neighbours(features, neighbours, copies)
+    counted = np.isfinite(similarities)
+    total = np.where(counted, similarities, 0.0).sum(axis=1)
+    mean = np.divide(total, counted.sum(axis=1), out=np.ones(len(features)), where=counted.any(1))
+    return 1 - mean

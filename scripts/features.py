@@ -3,12 +3,13 @@ near-duplicates among them. Labels play no part, so a labels edit does not rerun
 
 Input: manifest (verify's).
 Outputs: features (features.npz: ids, features of length 1, each image's mean distance to
-its nearest neighbours); near_duplicates (CSV: id, group, for the images in a group).
+its nearest neighbours but its near-duplicates); near_duplicates (CSV: id, group, for the
+images in a group).
 """
 
 import numpy as np
 
-from imgclf.audit import AuditSettings
+from imgclf.audit import AuditSettings, copy_codes
 from imgclf.features import image_features, near_duplicate_groups
 from imgclf.files import read_csv, write_arrays, write_csv
 from imgclf.job import start_torch
@@ -23,18 +24,17 @@ def main(inputs, outputs, arch: str, settings: AuditSettings, threads: int) -> N
     device = start_torch(threads)
     paths, ids = manifest["path"].tolist(), manifest["id"].tolist()
     features = image_features(paths, arch, settings.image_size, BATCH, threads, device)
+    groups = near_duplicate_groups(
+        ids, paths, features, settings.duplicate_similarity, settings.duplicate_pixels
+    )
+    copies = copy_codes(manifest["id"], groups)
     write_arrays(
         outputs.features,
         ids=np.array(ids, dtype=str),
         features=features,
-        distances=neighbour_distances(features, settings.neighbours),
+        distances=neighbour_distances(features, settings.neighbours, copies),
     )
-    write_csv(
-        outputs.near_duplicates,
-        near_duplicate_groups(
-            ids, paths, features, settings.duplicate_similarity, settings.duplicate_pixels
-        ),
-    )
+    write_csv(outputs.near_duplicates, groups)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,20 @@ def test_the_nearest_neighbour_distance_is_to_other_images():
     assert neighbour_distances(features, 1).tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
+def test_an_off_topic_photo_found_twice_is_still_far_from_everything():
+    rng = np.random.default_rng(0)
+    photos = np.eye(3)[[0] * 8] + rng.normal(0, 0.05, (8, 3))
+    features = np.vstack([photos, np.eye(3)[[2, 2]]])  # an off-topic photo and its copy
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    copies = np.array([-1] * 8 + [0, 0])
+    assert neighbour_distances(features, 1)[8:].tolist() == [0.0, 0.0]  # each other's nearest
+    distances = neighbour_distances(features, 1, copies)
+    assert distances[8:] == pytest.approx([1.0, 1.0], abs=0.1)
+    assert outlier_flags(distances, 4).tolist() == [False] * 8 + [True, True]
+    # With no image but its copy to measure against, a photo is at no distance.
+    assert neighbour_distances(features[8:], 1, copies[8:]).tolist() == [0.0, 0.0]
+
+
 def test_the_audit_lists_wrong_labels_first_then_conflicting_duplicates_then_outliers():
     features, truth = clusters(per_class=30)
     features[-1] = -features[:-1].mean(axis=0)  # far from everything: an outlier
@@ -198,7 +212,8 @@ def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_
     tmp_path,
 ):
     """The tiny photo set with a red photo filed as green, a resized copy of a blue photo
-    filed as red, a re-encoded copy of a green photo beside it, and a grey gradient."""
+    filed as red, a re-encoded copy of a green photo beside it, and a grey gradient saved
+    twice."""
     write_photos(tmp_path, per_class=24)
     photos = tmp_path / "photos"
     (photos / "red/0.png").unlink()
@@ -214,7 +229,9 @@ def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_
         green.save(photos / "green/copy.jpg", quality=90)
     ramp = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (40, 1))
     Image.fromarray(ramp).convert("RGB").save(photos / "blue/gradient.png")
-    write_config(tmp_path, tiny_config())
+    Image.fromarray(ramp).convert("RGB").save(photos / "blue/gradient.jpg", quality=90)
+    # An outlier by its one nearest image: the gradient's is its copy, unless copies don't count.
+    write_config(tmp_path, tiny_config(audit={"image_size": 64, "neighbours": 1}))
     snakemake(tmp_path, "--cores", "2", "results/audit/audit.csv")
 
     manifest = read_csv(tmp_path / "results/verify/manifest.csv")
@@ -232,7 +249,9 @@ def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_
     assert set(flagged["issue"]) <= {"label", "near_duplicate"} and len(flagged) >= 1
     assert flagged["suggested"].nunique() == 1
     assert (flagged["suggested"] != flagged["label"]).all()
-    assert found.at[source["blue/gradient.png"], "issue"] == "outlier"
+    # The off-topic photo, found twice: its copy does not make it less off-topic.
+    gradients = [source["blue/gradient.png"], source["blue/gradient.jpg"]]
+    assert found.loc[gradients, "issue"].tolist() == ["outlier", "outlier"]
     groups = read_csv(tmp_path / "results/features/near_duplicates.csv")
     grouped = groups.groupby("group")["id"].apply(set).tolist()
     assert {source["green/smooth.png"], source["green/copy.jpg"]} in grouped
