@@ -20,6 +20,7 @@ its two sweeps together at most half of fastai's).
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,9 +40,14 @@ STAGE1_EPOCHS, STAGE2_EPOCHS = 4, 2
 VARIANTS = ("defaults", "auto")  # the schema's defaults; both stages' max_lr auto
 
 
+# A pets photo's class is its file name's (Abyssinian_12.jpg: Abyssinian), as a user's
+# folder source with this pattern reads it.
+PETS_PATTERN = r"^([^/]+)_\d+\.jpg$"
+
+
 def breed(path: Path) -> str:
-    """A pets photo's class, from its file name (Abyssinian_12.jpg: Abyssinian)."""
-    return path.stem.rsplit("_", 1)[0]
+    """A pets photo's class, read from its file name by the workflow's pattern."""
+    return re.match(PETS_PATTERN, path.name).group(1)
 
 
 def classes_of(name: str) -> tuple[dict, dict]:
@@ -49,7 +55,7 @@ def classes_of(name: str) -> tuple[dict, dict]:
     if name == "pets370":
         folder = DATASETS / "pets370" / "images"
         labels = sorted({breed(path) for path in folder.glob("*.jpg")})
-        source = {"folder": str(folder), "pattern": r"^([^/]+)_\d+\.jpg$"}
+        source = {"folder": str(folder), "pattern": PETS_PATTERN}
         return {label: source for label in labels}, {}
     folder = DATASETS / "hymenoptera"
     classes = {
