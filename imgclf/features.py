@@ -18,7 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from .data import load_images, prepare_file
-from .models import build_model
+from .models import build_model, folded_for_inference
 from .neighbours import similar_pairs
 from .train import forward_batches
 
@@ -34,6 +34,7 @@ def image_features(
     are prepared), scaled to length 1 so that a dot product is a cosine similarity."""
     model = build_model(arch, n_classes=2, pretrained=True)
     pooled_body = nn.Sequential(model.body, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    pooled_body = folded_for_inference(pooled_body)
     images = load_images(paths, functools.partial(prepare_file, size=size), threads)
     features = forward_batches(pooled_body, images, batch_size, device).float()
     return torch.nn.functional.normalize(features, dim=1).numpy()

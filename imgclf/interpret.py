@@ -14,6 +14,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .audit import LABEL, NEAR_DUPLICATE, TOP_LOSS
 from .data import load_images, prepare_file
 from .job import ChosenModel, Job
+from .models import folded_for_inference
 from .plots import plot_confusion_matrix, plot_image_grid
 from .split import read_split
 from .train import forward_batches
@@ -50,7 +51,8 @@ def log_probabilities(
     model: torch.nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
 ) -> np.ndarray:
     """The model's log-probabilities (images x classes) for prepared uint8 images."""
-    return forward_batches(model, images, batch_size, device).log_softmax(1).numpy()
+    outputs = forward_batches(folded_for_inference(model), images, batch_size, device)
+    return outputs.log_softmax(1).numpy()
 
 
 def prediction_table(

@@ -4,11 +4,14 @@ Layer groups follow fastai: the body's first half, its second half, and the head
 fine-tuning can give each its own learning rate.
 """
 
+import copy
 import math
+from collections import Counter
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -144,3 +147,44 @@ def freeze_body(model: Classifier) -> None:
 def unfreeze(model: Classifier) -> None:
     for parameter in model.parameters():
         parameter.requires_grad = True
+
+
+class _NormsAsLeaves(fx.Tracer):
+    """Traces into every module but a batch norm, so that timm's norm-and-activation layers
+    (BatchNorm2d subclasses) stay one node that a convolution can feed."""
+
+    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
+        is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        return is_norm or super().is_leaf_module(module, name)
+
+
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` in which each batch norm that only a convolution feeds is
+    folded into that convolution's weights: the same outputs, to float rounding, from half
+    the layers. On this 2-core CPU, channels-last, efficientnet_lite0's pooled body over 400
+    images at 224 px took 2.7-3.1 s folded against 5.2 s not.
+
+    The traced graph, not the order in which modules were registered, says which
+    convolution feeds which norm; a convolution whose output something else reads too, or a
+    module called twice, is left as it is.
+    """
+    folded = copy.deepcopy(model).eval()
+    graph = _NormsAsLeaves().trace(folded)
+    modules = dict(folded.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    for node in graph.nodes:
+        if node.op != "call_module" or calls[node.target] != 1:
+            continue
+        norm, source = modules[node.target], node.args[0]
+        if not isinstance(norm, nn.BatchNorm2d) or not isinstance(source, fx.Node):
+            continue
+        if source.op != "call_module" or calls[source.target] != 1:
+            continue
+        conv = modules[source.target]
+        if not isinstance(conv, nn.Conv2d) or len(source.users) != 1:
+            continue
+        # timm's BatchNormAct2d applies its dropout and activation after normalising.
+        after = [getattr(norm, name, None) for name in ("drop", "act")]
+        folded.set_submodule(source.target, fuse_conv_bn_eval(conv, norm))
+        folded.set_submodule(node.target, nn.Sequential(*filter(None, after)))
+    return folded

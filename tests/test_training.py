@@ -13,7 +13,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from imgclf import lr_find
 from imgclf.data import DataError, check_split
-from imgclf.models import WeightsMissing, build_model, freeze_body, unfreeze
+from imgclf.models import (
+    ARCHS,
+    WeightsMissing,
+    build_model,
+    folded_for_inference,
+    freeze_body,
+    unfreeze,
+)
 from imgclf.schedule import FINAL_DIV, OneCycle
 from imgclf.train import (
     OneCycleSettings,
@@ -229,6 +236,51 @@ def test_the_offline_pretrained_model_names_a_real_photo():
     # in an order that a pixel's shift can swap. Weights loaded in the wrong order give noise.
     top = [ImageNetInfo().index_to_description(int(i)) for i in probabilities.topk(2).indices]
     assert "palace" in top and probabilities.topk(2).values.sum() > 0.5
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_folded_model_predicts_as_the_model_does_without_batch_norms(arch):
+    from sklearn.datasets import load_sample_image
+
+    from imgclf.data import Collate, prepare
+
+    pretrained = arch == "efficientnet_lite0"  # the others' weights are not on this machine
+    model = build_model(arch, 5, pretrained=pretrained)
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():  # statistics that folding cannot get right by chance
+        if isinstance(module, nn.BatchNorm2d) and not pretrained:
+            module.running_mean.uniform_(-0.5, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    model.averages_mirror = True
+    photos = [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
+    batch, _ = Collate()([(prepare(photo, 128), 0) for photo in photos])
+    model.eval()
+    with torch.no_grad():
+        expected = model(batch)
+        folded = folded_for_inference(model)
+        got = folded(batch)
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
+    assert any(isinstance(module, nn.BatchNorm2d) for module in model.modules())
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_a_norm_whose_convolution_feeds_something_else_too_is_not_folded():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, images):
+            features = self.conv(images)
+            return self.norm(features) + features
+
+    model = Residual().eval()
+    model.norm.running_mean.fill_(1.0)
+    images = torch.randn(2, 3, 8, 8)
+    folded = folded_for_inference(model)
+    assert isinstance(folded.norm, nn.BatchNorm2d)
+    with torch.no_grad():
+        assert torch.equal(folded(images), model(images))
 
 
 def test_torchvision_weights_missing_offline_is_a_clear_error(monkeypatch, tmp_path):
