@@ -7,7 +7,8 @@ that averages each image with its mirror, at the size it trained at).
 Needs the photos in ../shared/datasets. Per rule, `train.forward_batches` over the same
 photos, already prepared in memory, with and without `models.folded_for_inference` (whose own
 cost, the copy and the trace, is billed to the folded runs), in turns; it prints both rates,
-their median ratio (target: above 1.0x, or the folding is not worth its code) and the largest difference between the outputs.
+their median ratio (target: above 1.0x, or the folding is not worth its code) and the
+largest difference between the outputs.
 """
 
 import argparse
