@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .neighbours import nearest_neighbours
+from .neighbours import copy_codes, duplicate_groups, nearest_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +164,6 @@ def outlier_flags(distances: np.ndarray, threshold: float) -> np.ndarray:
     if spread == 0:
         return np.zeros(len(distances), dtype=bool)
     return (distances - median) / spread > threshold
-
-
-def duplicate_groups(ids: pd.Series, groups: pd.DataFrame) -> pd.Series:
-    """Per image, its near-duplicate group, else ''."""
-    return ids.map(dict(zip(groups["id"], groups["group"], strict=True))).fillna("")
-
-
-def copy_codes(ids: pd.Series, groups: pd.DataFrame) -> np.ndarray:
-    """Per image, a number shared by the copies of one photo (its near-duplicate group), -1
-    for an image without a copy: `copies` of neighbours.nearest_neighbours."""
-    return pd.factorize(duplicate_groups(ids, groups).replace("", None))[0]
 
 
 def conflicting_groups(split: pd.DataFrame, groups: pd.DataFrame) -> pd.Series:

@@ -1,12 +1,13 @@
 """neighbours: which images lie near which, in the feature space of `features.py`.
 
-Plain numpy, so that the audit, which reads the features, need not import torch (seconds of
-its start-up, after every labels edit).
+Plain numpy and pandas, so that the audit, which reads the features, need not import torch
+(seconds of its start-up, after every labels edit), nor the features rule scikit-learn.
 """
 
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
 
@@ -65,3 +66,14 @@ def neighbour_distances(
     total = np.where(counted, similarities, 0.0).sum(axis=1)
     mean = np.divide(total, counted.sum(axis=1), out=np.ones(len(features)), where=counted.any(1))
     return 1 - mean
+
+
+def duplicate_groups(ids: pd.Series, groups: pd.DataFrame) -> pd.Series:
+    """Per image, its near-duplicate group, else ''."""
+    return ids.map(dict(zip(groups["id"], groups["group"], strict=True))).fillna("")
+
+
+def copy_codes(ids: pd.Series, groups: pd.DataFrame) -> np.ndarray:
+    """Per image, a number shared by the copies of one photo (its near-duplicate group), -1
+    for an image without a copy: `copies` of neighbours.nearest_neighbours."""
+    return pd.factorize(duplicate_groups(ids, groups).replace("", None))[0]

@@ -9,30 +9,32 @@ images in a group).
 
 import numpy as np
 
-from imgclf.audit import AuditSettings, copy_codes
 from imgclf.features import image_features, near_duplicate_groups
 from imgclf.files import read_csv, write_arrays, write_csv
 from imgclf.job import start_torch
 from imgclf.logs import setup_logging
-from imgclf.neighbours import neighbour_distances
+from imgclf.neighbours import copy_codes, neighbour_distances
 
 BATCH = 16  # at 224 px on 2 CPU cores, 1.4x faster than 64 (the activations fit the caches)
 
 
-def main(inputs, outputs, arch: str, settings: AuditSettings, threads: int) -> None:
+def main(inputs, outputs, arch: str, audit: dict, threads: int) -> None:
+    """`audit`: the audit section of the config, of which this rule reads image_size,
+    duplicate_similarity, duplicate_pixels and neighbours. (Not imgclf.audit's AuditSettings:
+    importing that module loads scikit-learn, 0.8 s of this rule's start-up.)"""
     manifest = read_csv(inputs.manifest)
     device = start_torch(threads)
     paths, ids = manifest["path"].tolist(), manifest["id"].tolist()
-    features = image_features(paths, arch, settings.image_size, BATCH, threads, device)
+    features = image_features(paths, arch, audit["image_size"], BATCH, threads, device)
     groups = near_duplicate_groups(
-        ids, paths, features, settings.duplicate_similarity, settings.duplicate_pixels
+        ids, paths, features, audit["duplicate_similarity"], audit["duplicate_pixels"]
     )
     copies = copy_codes(manifest["id"], groups)
     write_arrays(
         outputs.features,
         ids=np.array(ids, dtype=str),
         features=features,
-        distances=neighbour_distances(features, settings.neighbours, copies),
+        distances=neighbour_distances(features, audit["neighbours"], copies),
     )
     write_csv(outputs.near_duplicates, groups)
 
@@ -43,6 +45,6 @@ if __name__ == "__main__":
         snakemake.input,
         snakemake.output,
         snakemake.params.arch,
-        AuditSettings(**snakemake.params.settings),
+        snakemake.params.settings,
         snakemake.threads,
     )
