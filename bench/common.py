@@ -1,13 +1,33 @@
 """Shared by the benchmarks: each prints a ratio against a baseline measured in the same run."""
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
 
 
 def timed(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
+    return time.perf_counter() - started
+
+
+def run_workflow(workdir: Path, cores: int, *arguments: str) -> float:
+    """Seconds that `snakemake *arguments` took in workdir, on its config.yaml; a failure ends
+    the bench with the end of Snakemake's output."""
+    command = [
+        *(sys.executable, "-m", "snakemake", *arguments, "--cores", str(cores)),
+        *("--snakefile", str(SNAKEFILE), "--directory", str(workdir)),
+        *("--configfile", str(workdir / "config.yaml")),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the workflow failed in {workdir}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return time.perf_counter() - started
 
 

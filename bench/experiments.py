@@ -16,33 +16,16 @@ The order of the two alternates between repeats. It prints each repeat's seconds
 import argparse
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
+from bench.common import run_workflow
 from imgclf.config import merge
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {"lite0": {}, "lite0_longer": {"train_stage1": {"epochs": 6}}}
-
-
-def snakemake(workdir: Path, cores: int, *targets: str) -> float:
-    """Seconds that Snakemake took to bring `targets` (default: all) up to date in workdir."""
-    command = [
-        *(sys.executable, "-m", "snakemake", *targets, "--cores", str(cores)),
-        *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
-        *("--configfile", str(workdir / "config.yaml")),
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"the workflow failed in {workdir}:\n{done.stderr[-3000:]}")
-    return seconds
 
 
 def with_config(shared: Path, folder: Path, config: dict) -> Path:
@@ -54,12 +37,12 @@ def with_config(shared: Path, folder: Path, config: dict) -> Path:
 
 def together(shared: Path, scratch: Path, config: dict, cores: int) -> float:
     folder = with_config(shared, scratch / "together", {**config, "experiments": EXPERIMENTS})
-    return snakemake(folder, cores)
+    return run_workflow(folder, cores)
 
 
 def one_after_the_other(shared: Path, scratch: Path, config: dict, cores: int) -> list[float]:
     return [
-        snakemake(with_config(shared, scratch / name, merge(config, overrides)), cores)
+        run_workflow(with_config(shared, scratch / name, merge(config, overrides)), cores)
         for name, overrides in EXPERIMENTS.items()
     ]
 
@@ -76,7 +59,7 @@ def main() -> None:
         shared.mkdir()
         both = {**config, "experiments": EXPERIMENTS}
         (shared / "config.yaml").write_text(yaml.safe_dump(both, sort_keys=False))
-        snakemake(shared, args.cores, "results/audit/audit.csv")
+        run_workflow(shared, args.cores, "results/audit/audit.csv")
         for repeat in range(args.repeats):
             scratch = Path(folder) / f"repeat{repeat}"
             if repeat % 2 == 0:

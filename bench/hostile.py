@@ -15,10 +15,7 @@ slowest URL's seconds against the deadline, and verify's peak memory against its
 
 import gzip
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +23,11 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from bench.common import run_workflow
 from imgclf.files import read_csv
 from tests import images
 from tests.http_server import ImageServer, Route
 
-REPO = Path(__file__).resolve().parents[1]
 DOWNLOAD = {
     "timeout": 1,
     "deadline": 3,
@@ -134,23 +131,7 @@ def main() -> None:
             "download": DOWNLOAD,
         }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        started = time.monotonic()
-        command = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "results/verify/manifest.csv",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "2",
-        ]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"the workflow failed:\n{done.stderr[-3000:]}")
-        seconds = time.monotonic() - started
+        seconds = run_workflow(workdir, 2, "results/verify/manifest.csv")
         rows = pd.concat(read_csv(workdir / f"results/download/{label}.csv") for label in lists)
         manifest = read_csv(workdir / "results/verify/manifest.csv")
         rejected_text = (workdir / "results/verify/rejected.csv").read_text()

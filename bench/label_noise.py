@@ -23,7 +23,6 @@ Targets: recall >= 0.8 and >= 1.5x top losses'; every copy found; cost <= 1 epoc
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from bench.common import run_workflow
 from bench.real_photos import DATASETS, breed
 from imgclf.demo import write_digits
 
@@ -126,33 +126,20 @@ def run(name: str, rate: float, duplicates: int, seed: int, cores: int, image_si
         planted = plant(name, workdir, rate, duplicates, seed)
         config = config_for(name, planted["classes"], seed, image_size)
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        snakemake(name, workdir, cores, "results/interpret/review.csv")
+        run_workflow(workdir, cores, "results/interpret/review.csv")
         result = measure(workdir, planted)
-        result["floor_seconds"] = features_floor(name, workdir, cores)
+        result["floor_seconds"] = features_floor(workdir, cores)
         return result
 
 
-def snakemake(name: str, workdir: Path, cores: int, target: str, *options: str) -> None:
-    command = [
-        *(sys.executable, "-m", "snakemake", target, *options),
-        *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
-        *("--configfile", str(workdir / "config.yaml"), "--cores", str(cores)),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"the workflow failed on {name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-
-
-def features_floor(name: str, workdir: Path, cores: int) -> float:
+def features_floor(workdir: Path, cores: int) -> float:
     """Seconds of the features rule, as its benchmark file times it, on a manifest of no
     images: what the rule costs before it reads one. Run after `measure`, as it overwrites
     the manifest and the features."""
     manifest = workdir / "results/verify/manifest.csv"
     manifest.write_text(manifest.read_text().splitlines()[0] + "\n")
     features = "results/features/features.npz"
-    snakemake(
-        name, workdir, cores, features, "--allowed-rules", "features", "--forcerun", "features"
-    )
+    run_workflow(workdir, cores, features, "--allowed-rules", "features", "--forcerun", "features")
     return rule_seconds(workdir, "features")
 
 

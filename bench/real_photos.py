@@ -22,7 +22,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import pandas as pd
 import torch
 import yaml
 
+from bench.common import run_workflow
 from imgclf.models import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0_imagenet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,14 +73,7 @@ def run_imgclf(workdir: Path, name: str, size: int, seed: int, variant: str, thr
     if variant == "auto":
         config["train_stage1"] = {"max_lr": "auto"}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
-        *(sys.executable, "-m", "snakemake", "results/interpret/metrics.json"),
-        *("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)),
-        *("--configfile", str(workdir / "config.yaml"), "--cores", str(threads)),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"imgclf failed on {name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    run_workflow(workdir, threads, "results/interpret/metrics.json")
     results = workdir / "results"
     metrics = json.loads((results / "interpret" / "metrics.json").read_text())
     stages = {
