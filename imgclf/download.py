@@ -61,7 +61,7 @@ def image_extension(head: bytes) -> str | None:
 class DownloadSettings:
     """The `download` section of config.yaml; its schema gives the defaults."""
 
-    max_images: int
+    max_images: int | None  # None: every image of the list
     max_bytes: int
     timeout: float
     deadline: float
@@ -80,7 +80,7 @@ class UrlOutcome:
     unsupported_scheme, connection_error; invalid_url (a line that is no URL or path);
     blocked (a local file, or an address that is not public, without download.allow_local);
     file_error (a local path that cannot be read, or is no regular file); skipped
-    (max_images was reached).
+    (past the class's max_images).
     """
 
     url: str
@@ -387,6 +387,7 @@ def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings
     for stale in store.glob(".*.part"):
         stale.unlink()
     done_before = read_journal(store)
+    cap = settings.max_images
     kept: set[str] = set()
     outcomes: list[UrlOutcome] = []
     pending: deque[tuple[str, Future | None]] = deque()
@@ -408,19 +409,32 @@ def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings
         while pending:
             url, future = pending.popleft()
             fetched = future.result() if future else cached(done_before[url])
-            if len(kept) >= settings.max_images:
+            if cap is not None and len(kept) >= cap:
                 discard(fetched)
-                outcomes.append(UrlOutcome(url=url, status="skipped", error="max_images reached"))
+                outcomes.append(skipped(url, cap))
             else:
                 outcomes.append(accept(fetched, store, kept, journal))
                 submit_next(pool)
             progress.update()
-        for url in remaining:
-            outcomes.append(UrlOutcome(url=url, status="skipped", error="max_images reached"))
+        outcomes += [skipped(url, cap) for url in remaining]
     table = pd.DataFrame([asdict(outcome) for outcome in outcomes], columns=COLUMNS)
     table["http_code"] = table["http_code"].astype("Int64")
     log.info("%s: %s", store, table["status"].value_counts().to_dict())
+    left_out = int((table["status"] == "skipped").sum())
+    if left_out:
+        log.warning(
+            "%s: %d of %d URLs left out: the class keeps at most max_images = %d images "
+            "(raise it, or set the class's own max_images in config.yaml)",
+            store,
+            left_out,
+            len(table),
+            cap,
+        )
     return table
+
+
+def skipped(url: str, cap: int) -> UrlOutcome:
+    return UrlOutcome(url=url, status="skipped", error=f"past max_images ({cap} images)")
 
 
 def cached(record: dict) -> Fetched:

@@ -22,28 +22,47 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def remove_partial_files(folder: str | Path, name: str = "*") -> None:
+    """Delete the temporaries that killed writers of `name` (every file: *) left in `folder`."""
+    for stale in Path(folder).glob(f".{name}.*.part"):
+        stale.unlink(missing_ok=True)
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    The file and then its folder are synced, so after a crash `path` is the old file or the
-    whole new one. Temporary files that a killed writer of `path` left are removed first:
-    one writer a file is the workflow's rule (and `locked` for the labels file).
+    Durable (the default): the file and then its folder are synced, so after a crash `path`
+    is the old file or the whole new one, and temporary files that a killed writer of `path`
+    left are removed first: one writer a file is the workflow's rule (and `locked` for the
+    labels file). Both cost a scan of the folder or a disk flush per file, which a job that
+    writes thousands of files into one folder cannot pay (a scan per file is O(N^2) a run):
+    it passes durable=False, and calls remove_partial_files once before and sync_folder once
+    after.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.part"):
-        stale.unlink(missing_ok=True)
+    if durable:
+        remove_partial_files(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
         yield Path(tmp)
-        fsync_path(tmp)
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
-        fsync_path(path.parent)
+        if durable:
+            fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Make the files written into `folder` without syncs durable, with one flush: os.sync
+    writes every dirty page (one call, against one fsync per file), then the folder's entries."""
+    os.sync()
+    fsync_path(folder)
 
 
 @contextmanager

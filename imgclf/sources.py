@@ -46,6 +46,15 @@ def class_urls(kind: str, source: dict, label: str, inputs: list[str]) -> list[s
     return urls
 
 
+def class_max_images(source: dict, url_list_cap: int) -> int | None:
+    """The most images a class keeps: its own `max_images`, else `url_list_cap` for a URL list
+    or search (someone else's list, which can run to thousands of off-topic results) and no
+    cap for a folder, archive or demo, which hold the user's own data."""
+    if "max_images" in source:
+        return source["max_images"]
+    return None if source_kind(source) in LOCAL_KINDS else url_list_cap
+
+
 def is_url(location: str) -> bool:
     return urlparse(location).scheme in ("http", "https")
 

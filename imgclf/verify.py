@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .files import atomic_path
+from .files import atomic_path, remove_partial_files, sync_folder
 from .preprocess import as_srgb
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["id", "path", "label", "width", "height", "source"]
 REJECTED_COLUMNS = ["id", "url", "label", "reason"]
 FETCHED = ("ok", "duplicate")
+SKIPPED = "skipped"  # download's status for a URL past its class's max_images
 # Bytes that decoding and converting one pixel can hold at its peak: an RGBA image is decoded
 # (4), turned upright (4), laid on white (4 + 4) and made RGB (3); a 16-bit one passes through
 # float32. Measured: a 7000 x 7000 RGBA PNG peaked at 1 GB, about 20 bytes a pixel; eight
@@ -123,7 +124,7 @@ def normalise_image(
             f"to max_size; min_size is {settings.min_size}"
         )
     dest = dest_dir / f"{image_id}.{kind}"
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, durable=False) as tmp:  # verify_downloads cleans and syncs once
         normal.save(tmp, format="JPEG" if kind == "jpg" else "PNG", quality=95)
     return {"path": str(dest), "width": normal.width, "height": normal.height}
 
@@ -146,6 +147,7 @@ def verify_downloads(
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(dest_dir)
     rows = pd.concat(
         [table.assign(label=label) for label, table in downloads.items()], ignore_index=True
     )
@@ -193,6 +195,7 @@ def verify_downloads(
         results = list(
             tqdm(pool.map(check, candidates), total=len(candidates), unit="img", mininterval=2)
         )
+    sync_folder(dest_dir)
     manifest = []
     for (image_id, label, _, source, _), result in zip(candidates, results, strict=True):
         if isinstance(result, str):
@@ -206,9 +209,20 @@ def verify_downloads(
 
 
 def summarise(manifest: pd.DataFrame, rejected: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """Per class: images kept, images rejected, and the rejections by kind of reason."""
+    """Per class: images kept, images rejected, and the rejections by kind of reason; always
+    `skipped` (URLs past the class's max_images), so that a cap is seen even when it took
+    nothing, and logged where it did."""
     kinds = rejected["reason"].str.split(":").str[0].rename("reason")
     by_reason = pd.crosstab(rejected["label"], kinds).reindex(classes, fill_value=0).astype(int)
+    if SKIPPED not in by_reason:
+        by_reason.insert(0, SKIPPED, 0)
+    for label, count in by_reason[SKIPPED][by_reason[SKIPPED] > 0].items():
+        log.warning(
+            "class %s: %d images left out by its max_images (results/download/%s.csv lists them)",
+            label,
+            count,
+            label,
+        )
     return pd.DataFrame(
         {
             "class": classes,

@@ -109,14 +109,26 @@ def test_every_outcome_is_a_row_with_its_reason(server, tmp_path, download_setti
     assert len(kept) == sum(row["status"] == "ok" for row in rows.values())
 
 
-def test_max_images_keeps_the_first_in_url_order(server, tmp_path, download_settings):
+def test_max_images_keeps_the_first_in_url_order_and_says_so(
+    server, tmp_path, download_settings, caplog
+):
     for index in range(10):
         server.routes[f"/{index}.jpg"] = Route(images.jpeg(index), delay=0.05 * (9 - index))
     urls = [server.url(f"/{index}.jpg") for index in range(10)]
     download_settings.max_images = 3
     table = download_urls(urls, tmp_path, download_settings)
     assert list(table["status"]) == ["ok"] * 3 + ["skipped"] * 7
+    assert set(table["error"][3:]) == {"past max_images (3 images)"}
     assert len(list(tmp_path.glob("*.jpg"))) == 3
+    assert "7 of 10 URLs left out: the class keeps at most max_images = 3" in caplog.text
+
+
+def test_no_cap_keeps_every_image(server, tmp_path, download_settings, caplog):
+    for index in range(5):
+        server.routes[f"/{index}.jpg"] = Route(images.jpeg(index))
+    download_settings.max_images = None
+    table = download_urls([server.url(path) for path in server.routes], tmp_path, download_settings)
+    assert list(table["status"]) == ["ok"] * 5 and "left out" not in caplog.text
 
 
 def test_rerun_fetches_only_what_is_missing(server, tmp_path, download_settings):

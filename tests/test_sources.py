@@ -11,6 +11,7 @@ from imgclf.demo import DIGIT_NAMES, write_digits
 from imgclf.sources import (
     SourceError,
     archive_dir_name,
+    class_max_images,
     class_urls,
     list_images,
     read_url_list,
@@ -35,6 +36,15 @@ def pets(tmp_path):
         (folder / name).write_bytes(images.jpeg())
     (folder / "notes.txt").write_text("not an image")
     return folder
+
+
+def test_a_url_list_is_capped_by_default_and_the_users_own_images_are_not():
+    assert class_max_images({"urls": "cats.txt"}, url_list_cap=1000) == 1000
+    assert class_max_images({"search": "cats", "max_results": 200}, 1000) == 1000
+    assert class_max_images({"folder": "photos/cats"}, 1000) is None
+    assert class_max_images({"archive": "cats.tar"}, 1000) is None
+    assert class_max_images({"folder": "photos/cats", "max_images": 5}, 1000) == 5
+    assert class_max_images({"urls": "cats.txt", "max_images": 5000}, 1000) == 5000
 
 
 def test_a_folder_lists_its_images(pets):

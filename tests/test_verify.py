@@ -127,10 +127,10 @@ def test_summary_counts_kept_and_rejected_images_by_kind_of_reason():
         }
     )
     summary = summarise(manifest, rejected, ["ants", "bees", "wasps"]).set_index("class")
-    assert summary.loc["ants"].tolist() == [2, 1, 1, 0]
-    assert summary.loc["bees"].tolist() == [1, 2, 1, 1]
-    assert summary.loc["wasps"].tolist() == [0, 0, 0, 0]
-    assert list(summary.columns) == ["kept", "rejected", "http_error", "placeholder"]
+    assert summary.loc["ants"].tolist() == [2, 1, 0, 1, 0]
+    assert summary.loc["bees"].tolist() == [1, 2, 0, 1, 1]
+    assert summary.loc["wasps"].tolist() == [0, 0, 0, 0, 0]
+    assert list(summary.columns) == ["kept", "rejected", "skipped", "http_error", "placeholder"]
 
 
 HALF_AND_HALF = np.array([[1000] * 8 + [32768] * 8] * 32)

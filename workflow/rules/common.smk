@@ -10,6 +10,7 @@ from imgclf.layout import MANIFEST, REVIEW, SPLIT
 from imgclf.sources import (
     LOCAL_KINDS,
     archive_dir_name,
+    class_max_images,
     is_url,
     list_images,
     source_kind,
@@ -48,11 +49,14 @@ def fetch_urls_input(wildcards):
 
 
 def download_settings(wildcards):
-    """The download section; a class whose files the workflow listed itself may read them."""
-    local = source_kind(config["classes"][wildcards.cls]) in LOCAL_KINDS
+    """The download section for one class: a class whose files the workflow listed itself
+    may read them, and its cap is its own (see sources.class_max_images)."""
+    source = config["classes"][wildcards.cls]
     return {
         **config["download"],
-        "allow_local": config["download"]["allow_local"] or local,
+        "allow_local": config["download"]["allow_local"]
+        or source_kind(source) in LOCAL_KINDS,
+        "max_images": class_max_images(source, config["download"]["max_images"]),
     }
 
 
