@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
 
 
@@ -14,6 +17,16 @@ def timed(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+def photo_like(seed: int, size: tuple[int, int], tint: tuple[int, int, int] = (0, 0, 0)):
+    """Smooth shapes with fine grain: compresses and decodes like a photo, unlike pure noise.
+    `tint` shifts its colours, so that images of one tint form a class a model can learn."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 18, 3), dtype=np.uint8))
+    smooth = np.asarray(coarse.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = rng.integers(-12, 13, smooth.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(smooth + grain + np.array(tint), 0, 255).astype(np.uint8))
 
 
 def run_workflow(workdir: Path, cores: int, *arguments: str) -> float:

@@ -12,26 +12,16 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 from PIL import Image
 
 from imgclf.verify import VerifySettings, verify_downloads
 
-from .common import report, timed
+from .common import photo_like, report, timed
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (1732, 1155)  # 2 megapixels, 3:2
-
-
-def photo_like(seed: int) -> Image.Image:
-    """Smooth shapes with fine grain: compresses and decodes like a photo, unlike pure noise."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (12, 18, 3), dtype=np.uint8))
-    smooth = np.asarray(coarse.resize(SIZE, Image.Resampling.BICUBIC), dtype=np.int16)
-    grain = rng.integers(-12, 13, smooth.shape, dtype=np.int16)
-    return Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8))
 
 
 def baseline(paths: list[Path], max_size: int) -> None:
@@ -54,7 +44,7 @@ def main() -> None:
         paths = []
         for index in range(args.images):
             paths.append(work / f"{index:04d}.jpg")
-            photo_like(index).save(paths[-1], quality=90)
+            photo_like(index, SIZE).save(paths[-1], quality=90)
         megabytes = sum(path.stat().st_size for path in paths) / 1e6
         print(
             f"{args.images} JPEGs of {SIZE[0]}x{SIZE[1]} ({megabytes:.0f} MB), "

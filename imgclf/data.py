@@ -1,10 +1,6 @@
-"""Data loading for training: images decoded once into memory, augmented as they are batched.
+"""Data loading for training: images read from the pack (decoded once for the whole workflow,
+memory-mapped), augmented as they are batched."""
 
-verify already shrank every image, so decoding them all once and keeping them as uint8 tensors
-costs little memory and removes decoding from every epoch after the first (bench/train.py).
-"""
-
-import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,11 +13,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .models import IMAGENET_MEAN, IMAGENET_STD
+from .pack import Pack
 from .preprocess import square
 
 log = logging.getLogger(__name__)
-
-PRESIZE = 1.25  # training images are kept this much larger than the crop, for crop and zoom
 
 
 class DataError(ValueError):
@@ -116,27 +111,22 @@ class Collate:
         return ((images - mean) * factors[1] + mean).clamp_(0, 1)
 
 
-def decode(path: str, short_side: int) -> torch.Tensor:
-    """An RGB uint8 tensor (3, H, W) whose shorter side is at most `short_side`."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = short_side / min(image.size)
-        if scale < 1:
-            size = (round(image.width * scale), round(image.height * scale))
-            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return v2.functional.pil_to_tensor(image)
+class PackedImages(Dataset):
+    """Images of the pack with their targets: the training view through `transform`, or
+    (without one) the square view, read from the memory map as they are asked for."""
 
-
-class InMemoryImages(Dataset):
-    def __init__(self, images: list[torch.Tensor], targets: list[int], transform):
-        self.images, self.targets, self.transform = images, targets, transform
+    def __init__(self, pack: Pack, positions, targets: list[int], transform=None):
+        self.pack, self.positions, self.targets = pack, positions, targets
+        self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.positions)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index]
-        return (image if self.transform is None else self.transform(image)), self.targets[index]
+        position = self.positions[index]
+        if self.transform is None:
+            return self.pack.square(position), self.targets[index]
+        return self.transform(self.pack.presized(position)), self.targets[index]
 
 
 def load_images(paths: list[str], load, threads: int) -> list[torch.Tensor]:
@@ -148,27 +138,23 @@ def load_images(paths: list[str], load, threads: int) -> list[torch.Tensor]:
 def make_loaders(
     split: pd.DataFrame,
     classes: list[str],
-    size: int,
+    pack: Pack,
     batch_size: int,
     augment: Augment,
     seed: int,
-    threads: int = 1,
 ) -> tuple[DataLoader, DataLoader]:
-    """Training (shuffled, augmented, last partial batch dropped) and validation loaders."""
+    """Training (shuffled, augmented, last partial batch dropped) and validation loaders over
+    the pack's images of the split."""
     check_split(split, classes)
     index = {label: position for position, label in enumerate(classes)}
-    parts = []
+    datasets = []
     for is_valid in (False, True):
         rows = split[split["is_valid"] == is_valid]
-        if is_valid:
-            load = functools.partial(prepare_file, size=size)
-        else:
-            load = functools.partial(decode, short_side=round(size * PRESIZE))
-        images = load_images(rows["path"].tolist(), load, threads)
-        parts.append((images, rows["label"].map(index).tolist()))
-    log.info("loaded %d training and %d validation images", len(parts[0][0]), len(parts[1][0]))
-    train = InMemoryImages(*parts[0], train_transform(size, augment))
-    valid = InMemoryImages(*parts[1], transform=None)
+        transform = None if is_valid else train_transform(pack.size, augment)
+        targets = rows["label"].map(index).tolist()
+        datasets.append(PackedImages(pack, pack.positions(rows["id"]), targets, transform))
+    train, valid = datasets
+    log.info("%d training and %d validation images from the pack", len(train), len(valid))
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
         train,

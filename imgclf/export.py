@@ -5,7 +5,6 @@ normalisation is inside it. model.json says how to make its input from an image 
 (preprocess.PREPARE), the classes, and where the model came from.
 """
 
-import functools
 import logging
 import platform
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ import onnxruntime
 import torch
 from torch import nn
 
-from .data import load_images, prepare_file
 from .files import file_sha256
 from .job import ChosenModel, Job
 from .models import IMAGENET_MEAN, IMAGENET_STD
@@ -93,8 +91,8 @@ def export_model(job: Job, chosen: ChosenModel, onnx_name: str) -> ExportedModel
     size = job.model.image_size
     onnx, wrapper = to_onnx(model, size)
     valid = read_split(job.split).query("is_valid").head(CHECK_IMAGES)
-    prepare = functools.partial(prepare_file, size=size)
-    images = load_images(valid["path"].tolist(), prepare, job.threads)
+    pack = job.open_pack()
+    images = pack.squares(pack.positions(valid["id"]))[:]
     difference = check_onnx(onnx, wrapper, torch.stack(images))
     log.info(
         "ONNX Runtime matches torch within %.1e on %d validation images", difference, len(images)

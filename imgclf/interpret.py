@@ -1,7 +1,7 @@
 """interpret: where the model goes wrong (fastai's ClassificationInterpretation)."""
 
-import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +12,6 @@ from scipy.optimize import minimize_scalar
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .audit import LABEL, NEAR_DUPLICATE, TOP_LOSS
-from .data import load_images, prepare_file
 from .job import ChosenModel, Job
 from .models import folded_for_inference
 from .plots import plot_confusion_matrix, plot_image_grid
@@ -48,7 +47,7 @@ class Diagnosis:
 
 
 def log_probabilities(
-    model: torch.nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
+    model: torch.nn.Module, images: Sequence[torch.Tensor], batch_size: int, device: torch.device
 ) -> np.ndarray:
     """The model's log-probabilities (images x classes) for prepared uint8 images."""
     outputs = forward_batches(folded_for_inference(model), images, batch_size, device)
@@ -169,9 +168,8 @@ def interpret(
     device = job.setup()
     log.info("interpreting %s: %s", chosen.stage, chosen.reason)
     split = read_split(job.split)
-    size = job.model.image_size
-    prepare = functools.partial(prepare_file, size=size)
-    images = load_images(split["path"].tolist(), prepare, job.threads)
+    pack = job.open_pack()
+    images = pack.squares(pack.positions(split["id"]))
     model = job.build(chosen.weights)
     log_probs = log_probabilities(model, images, job.model.batch_size * 2, device)
     predictions = prediction_table(split, log_probs, job.classes)

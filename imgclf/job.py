@@ -11,6 +11,7 @@ import torch
 
 from .data import Augment, make_loaders
 from .models import Classifier, build_model, freeze_body, unfreeze
+from .pack import Pack, PackError
 from .split import read_split
 from .train import load_weights, pick_device, seed_everything
 
@@ -38,9 +39,11 @@ class ModelSettings:
 
 @dataclass
 class Job:
-    """The split to learn from, its classes, the model and augmentation, the seed, threads."""
+    """The split to learn from, the pack of its images (its images file and index), its
+    classes, the model and augmentation, the seed, threads."""
 
     split: str
+    pack: tuple[str, str]
     classes: list[str]
     model: ModelSettings
     augment: Augment
@@ -52,17 +55,26 @@ class Job:
         seed_everything(self.seed)
         return start_torch(self.threads)
 
+    def open_pack(self) -> Pack:
+        """The pack, checked to hold the images at the model's size."""
+        pack = Pack(*self.pack)
+        if pack.size != self.model.image_size:
+            raise PackError(
+                f"{self.pack[1]} holds images at {pack.size} px, the model sees "
+                f"{self.model.image_size} px"
+            )
+        return pack
+
     def start(self):
-        """Set up, load the data; returns (train_loader, valid_loader, device)."""
+        """Set up, open the data; returns (train_loader, valid_loader, device)."""
         device = self.setup()
         train_loader, valid_loader = make_loaders(
             read_split(self.split),
             self.classes,
-            self.model.image_size,
+            self.open_pack(),
             self.model.batch_size,
             self.augment,
             self.seed,
-            self.threads,
         )
         return train_loader, valid_loader, device
 
@@ -80,10 +92,13 @@ class Job:
         return model
 
 
-def make_job(split: str, params: dict, threads: int) -> Job:
-    """A Job from the rules' `job` parameter (see workflow/rules/common.smk)."""
+def make_job(split: str, pack: list[str], params: dict, threads: int) -> Job:
+    """A Job from the rules' `split` and `pack` inputs and `job` parameter (see
+    workflow/rules/common.smk)."""
+    images, index = pack
     return Job(
         split=split,
+        pack=(images, index),
         classes=params["classes"],
         model=ModelSettings(**params["model"]),
         augment=Augment(**params["augment"]),

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import lr_find
+from .checkpoint import Checkpoint, run_key
 from .files import file_sha256
 from .job import Job
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier
@@ -73,9 +74,11 @@ def train_stage(
     lr_find_json: str | None = None,
     stage1_weights: str | None = None,
     stage1_meta: str | None = None,
+    checkpoint_path: str | None = None,
 ) -> TrainedStage:
     """Train one stage. Stage 2 (given stage 1's weights and model.json) also says whether it
-    made things worse."""
+    made things worse. With `checkpoint_path`, each epoch is checkpointed there, and a run
+    killed part-way resumes from its last finished epoch (see checkpoint.py)."""
     train_loader, valid_loader, device = job.start()
     sample_batch = None
     if stage == "stage1":
@@ -92,8 +95,23 @@ def train_stage(
         [f"{r:.2e}" for r in rates],
         reason,
     )
+    checkpoint = None
+    if checkpoint_path is not None:
+        key = run_key(
+            stage=stage,
+            split=file_sha256(job.split),
+            pack=file_sha256(job.pack[1]),
+            classes=job.classes,
+            seed=job.seed,
+            model=asdict(job.model),
+            augment=asdict(job.augment),
+            settings=asdict(settings),
+            rates=rates,
+            stage1=stage1_weights and file_sha256(stage1_weights),
+        )
+        checkpoint = Checkpoint(Path(checkpoint_path), key)
     history, steps = fit_one_cycle(
-        model, train_loader, valid_loader, rates, settings, stage, device
+        model, train_loader, valid_loader, rates, settings, stage, device, checkpoint
     )
     final = history.iloc[-1]
     metrics = {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")}

@@ -5,7 +5,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint
 from .data import Collate
 from .files import atomic_path
 from .models import Classifier
@@ -146,10 +147,11 @@ def scheduled_steps(
 
 @torch.no_grad()
 def forward_batches(
-    model: nn.Module, images: list[torch.Tensor], batch_size: int, device: torch.device
+    model: nn.Module, images: Sequence[torch.Tensor], batch_size: int, device: torch.device
 ) -> torch.Tensor:
     """The model's outputs (on the CPU) for prepared uint8 images, batch by batch, in eval
-    mode: the way interpret and the features rule run a model over every image."""
+    mode: the way interpret and the features rule run a model over every image. `images`
+    may be a pack's Squares, read batch by batch."""
     on_device(model, device).eval()
     collate, parts = Collate(), []
     for start in range(0, len(images), batch_size):
@@ -182,11 +184,13 @@ def fit_one_cycle(
     settings: OneCycleSettings,
     stage: str,
     device: torch.device,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train with one-cycle rate and momentum; returns per-epoch history and per-step schedule.
 
     `rates` holds the peak rate of each layer group; each group follows the same cycle scaled
-    to its peak. Momentum is Adam's beta1.
+    to its peak. Momentum is Adam's beta1. With `checkpoint`, the state is saved after every
+    epoch, and a run that finds its own checkpoint goes on from there.
     """
     on_device(model, device)
     optimizer, scaler = make_optimizer(
@@ -194,8 +198,13 @@ def fit_one_cycle(
     )
     total_steps = settings.epochs * len(train_loader)
     cycle = OneCycle(total_steps, settings.div_factor, settings.pct_start, tuple(settings.moms))
-    history, steps = [], []
-    for epoch in range(settings.epochs):
+    history, steps, epochs_done = [], [], 0
+    generator = train_loader.generator
+    if checkpoint is not None:
+        resumed = checkpoint.restore(model, optimizer, scaler, generator)
+        if resumed is not None:
+            history, steps, epochs_done = resumed.history, resumed.steps, resumed.epochs_done
+    for epoch in range(epochs_done, settings.epochs):
         started = time.perf_counter()
         model.train()
         batches = tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5)
@@ -225,6 +234,8 @@ def fit_one_cycle(
             row["error_rate"],
             row["seconds"],
         )
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, model, optimizer, scaler, generator, history, steps)
     return pd.DataFrame(history, columns=HISTORY_COLUMNS), pd.DataFrame(steps)
 
 

@@ -1,6 +1,6 @@
 """Rule export: the chosen stage as ONNX, checked with ONNX Runtime, and its model.json.
 
-Inputs: split (split.csv, for validation images to check the export on); model (the
+Inputs: split (split.csv) and pack (for validation images to check the export on); model (the
 model.json and model.safetensors of the stages that final_model needs).
 Outputs: model (model.onnx), meta (model.json: how to feed it, the classes, its provenance).
 """
@@ -15,7 +15,9 @@ from imgclf.logs import setup_logging
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
     exported = export_model(
-        make_job(snakemake.input.split, snakemake.params.job, snakemake.threads),
+        make_job(
+            snakemake.input.split, snakemake.input.pack, snakemake.params.job, snakemake.threads
+        ),
         choose_model(snakemake.params.final_model, snakemake.input.model),
         onnx_name=Path(snakemake.output.model).name,
     )

@@ -1,7 +1,8 @@
 """Rule interpret: where the chosen model goes wrong (fastai's ClassificationInterpretation).
 
-Inputs: split (split.csv); audit (audit.csv, whose issues head the review queue); model
-(the model.json and model.safetensors of the stages that final_model needs).
+Inputs: split (split.csv); pack (its images file and index); audit (audit.csv, whose issues
+head the review queue); model (the model.json and model.safetensors of the stages that
+final_model needs).
 Outputs: confusion_csv, confusion_png, most_confused, per_class (CSV), metrics (JSON),
 top_losses (PNG), review (the queue: the audit's sure finds, then its other finds and the
 `review` images of lowest held-out probability of their label, each with an empty decision
@@ -17,7 +18,9 @@ from imgclf.plots import save_figure
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
     diagnosis = interpret(
-        make_job(snakemake.input.split, snakemake.params.job, snakemake.threads),
+        make_job(
+            snakemake.input.split, snakemake.input.pack, snakemake.params.job, snakemake.threads
+        ),
         choose_model(snakemake.params.final_model, snakemake.input.model),
         read_csv(snakemake.input.audit),
         InterpretSettings(**snakemake.params.settings),

@@ -1,7 +1,7 @@
 """Rule lr_find: sweep the learning rate for a stage's starting model and choose one.
 
-Inputs: split (split.csv); for stage 2 also stage1_weights and stage1_meta (stage 1's model,
-whose rate caps stage 2's).
+Inputs: split (split.csv); pack (its images file and index); for stage 2 also stage1_weights
+and stage1_meta (stage 1's model, whose rate caps stage 2's).
 Outputs: table (the loss at each rate, CSV), plot (PNG), suggestion (the rate and why, JSON).
 """
 
@@ -16,7 +16,9 @@ if __name__ == "__main__":
     setup_logging(snakemake.log[0])
     optimiser = snakemake.params.optimiser
     found = find_lr(
-        make_job(snakemake.input.split, snakemake.params.job, snakemake.threads),
+        make_job(
+            snakemake.input.split, snakemake.input.pack, snakemake.params.job, snakemake.threads
+        ),
         snakemake.wildcards.stage,
         LrFindSettings(**snakemake.params.settings),
         weight_decay=optimiser["weight_decay"],

@@ -143,6 +143,7 @@ def test_each_experiment_trains_apart_from_one_set_of_data_stages(experiments_on
 
 
 def test_experiments_added_to_a_finished_run_reuse_its_data_stages(experiments_run):
+    """Only the pack of the new image size is new data: the images decoded at 24 px."""
     _, planned = experiments_run
     assert {rule for rule, _ in planned} == {
         *TRAINING,
@@ -150,7 +151,9 @@ def test_experiments_added_to_a_finished_run_reuse_its_data_stages(experiments_r
         "compare",
         "choose_experiment",
         "predict",
+        "pack",
     }
+    assert [wildcards for rule, wildcards in planned if rule == "pack"] == ["size=24"]
 
 
 def test_the_leaderboard_ranks_the_experiments_and_the_best_goes_forward(experiments_once):

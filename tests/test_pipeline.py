@@ -20,6 +20,7 @@ from imgclf.interpret import REVIEW_COLUMNS
 from imgclf.models import build_model
 from imgclf.train import HISTORY_COLUMNS, load_weights
 
+from . import images
 from .tiny_pipeline import AFTER_LABELS, CLASSES, RESULTS, TRAINING, tiny_config, write_photos
 from .workflow import REPO, planned_rules, snakemake, write_config
 
@@ -119,9 +120,9 @@ def test_interpret_writes_the_diagnosis(trained):
     per_class = read_csv(folder / "per_class.csv").set_index("class")
     assert list(per_class.columns) == ["precision", "recall", "f1", "images"]
     for label in CLASSES:
-        images = matrix.loc[label].sum()
-        assert int(per_class.at[label, "images"]) == images
-        recall = matrix.at[label, label] / images
+        count = matrix.loc[label].sum()
+        assert int(per_class.at[label, "images"]) == count
+        recall = matrix.at[label, label] / count
         assert float(per_class.at[label, "recall"]) == pytest.approx(recall)
     most_confused = read_csv(folder / "most_confused.csv")
     assert list(most_confused.columns) == ["actual", "predicted", "count"]
@@ -425,3 +426,32 @@ print((table["error"] == "").sum(), round(after - before))
     predicted, grown_mb = map(int, result.stdout.split())
     assert predicted == 8
     assert grown_mb < 200, grown_mb  # 8 photos kept for the batch would be 384 MB
+
+
+def test_a_folder_class_is_trained_on_whole_past_the_url_lists_cap(tmp_path):
+    """download.max_images (1,000 a class by default) caps a URL list, someone else's list;
+    a folder is the user's own data, kept whole."""
+    for name, count in (("many", 1100), ("few", 40)):
+        folder = tmp_path / "photos" / name
+        folder.mkdir(parents=True)
+        for index in range(count):
+            images.noise((20, 20), seed=count + index).save(folder / f"{index}.png")
+    config = tiny_config(
+        classes={name: {"folder": f"photos/{name}"} for name in ("many", "few")},
+        verify={"max_size": 20, "min_size": 16},
+        model={"image_size": 16, "batch_size": 64},
+        train_stage1={"epochs": 1, "max_lr": 1e-3},
+        final_model="stage1",
+        predict={"folder": None},
+    )
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "results/train/stage1/steps.csv")
+    downloads = read_csv(tmp_path / "results/download/many.csv")
+    assert len(downloads) == 1100 and set(downloads["status"]) == {"ok"}
+    split = read_csv(tmp_path / "results/split/split.csv")
+    assert (split["label"] == "many").sum() == 1100
+    training = (split["is_valid"] == "False").sum()
+    steps = read_csv(tmp_path / "results/train/stage1/steps.csv")
+    assert len(steps) == training // 64  # every training image, the last partial batch dropped
+    summary = read_csv(tmp_path / "results/verify/summary.csv").set_index("class")
+    assert summary.loc["many", "kept"] == "1100" and summary.loc["many", "skipped"] == "0"

@@ -10,9 +10,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run Snakemake on this repository's workflow in `workdir`; its config is workdir's."""
-    command = [
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """Snakemake on this repository's workflow in `workdir`, with workdir's config."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -24,6 +24,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         str(workdir / "config.yaml"),
         *args,
     ]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake on this repository's workflow in `workdir`; its config is workdir's."""
+    command = snakemake_command(workdir, *args)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")

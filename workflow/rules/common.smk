@@ -113,6 +113,21 @@ def training_job(wildcards):
     }
 
 
+def packed(wildcards):
+    """The pack of the job's experiment's image size: its images file and index."""
+    size = experiment_config(wildcards)["model"]["image_size"]
+    return expand(rules.pack.output, size=size)
+
+
+def checkpoint_file(stage):
+    """A params function: where a training stage keeps its checkpoint. Not an output, so
+    that Snakemake keeps it when the job fails (a time limit, a kill) and the rerun, or
+    the cluster's retry, resumes from it; the job deletes it once its outputs are written.
+    """
+    path = per_experiment(f"results/checkpoints/{stage}.safetensors")
+    return lambda wildcards: path.format(experiment=wildcards.get("experiment", ""))
+
+
 def training_threads(wildcards):
     """Up to 8 CPU threads for a job that runs the model. On one machine, experiments share
     its cores (Snakemake caps threads at --cores, so 8 would run them one after the other);

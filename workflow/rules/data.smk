@@ -5,6 +5,7 @@ wildcard_constraints:
     cls="|".join(map(re.escape, CLASSES)),
     archive="|".join(map(re.escape, ARCHIVES)) or "(?!)",
     demo="|".join(map(re.escape, DEMO_SETS)) or "(?!)",
+    size=r"\d+",
 
 
 localrules:
@@ -135,6 +136,29 @@ rule features:
         settings=lookup(dpath="audit", within=config),
     script:
         "../../scripts/features.py"
+
+
+# Every verified image decoded once at the size a model sees ({size}: model.image_size, one
+# pack per size that an experiment uses), read by every job that runs the model through a
+# memory map. Its input is the manifest, not the labels.
+rule pack:
+    input:
+        manifest=rules.verify.output.manifest,
+    output:
+        images="results/pack/{size}/images.u8",
+        index="results/pack/{size}/index.npz",
+    log:
+        "logs/pack/{size}.log",
+    benchmark:
+        "benchmarks/pack/{size}.tsv"
+    conda:
+        "../envs/imgclf.yaml"
+    threads: 8
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../../scripts/pack.py"
 
 
 rule split:

@@ -34,6 +34,7 @@ rule audit:
 rule interpret:
     input:
         split=rules.split.output.table,
+        pack=packed,
         audit=rules.audit.output[0],
         model=final_model_files,
     output:
@@ -94,6 +95,7 @@ rule interpret:
 rule export:
     input:
         split=rules.split.output.table,
+        pack=packed,
         model=final_model_files,
     output:
         model=per_experiment(FINAL_EXPORT["model"]),

@@ -9,6 +9,7 @@ wildcard_constraints:
 rule lr_find:
     input:
         split=rules.split.output.table,
+        pack=packed,
         # Stage 2 sweeps from the trained stage 1, whose rate caps its own.
         stage1_weights=lambda wildcards: (
             rules.train_stage1.output.weights if wildcards.stage == "stage2" else []
@@ -45,6 +46,7 @@ rule lr_find:
 rule train_stage1:
     input:
         split=rules.split.output.table,
+        pack=packed,
         lr_find=lr_find_if_auto("train_stage1"),
     output:
         weights=per_experiment("results/train/stage1/model.safetensors"),
@@ -87,6 +89,7 @@ rule train_stage1:
         job=training_job,
         stage="stage1",
         settings=experiment_setting("train_stage1"),
+        checkpoint=checkpoint_file("stage1"),
     script:
         "../../scripts/train.py"
 
@@ -94,6 +97,7 @@ rule train_stage1:
 rule finetune_stage2:
     input:
         split=rules.split.output.table,
+        pack=packed,
         stage1_weights=rules.train_stage1.output.weights,
         stage1_meta=rules.train_stage1.output.meta,
         lr_find=lr_find_if_auto("finetune_stage2"),
@@ -132,5 +136,6 @@ rule finetune_stage2:
         job=training_job,
         stage="stage2",
         settings=experiment_setting("finetune_stage2"),
+        checkpoint=checkpoint_file("stage2"),
     script:
         "../../scripts/train.py"
