@@ -7,16 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
-from imgclf.data import Augment, Collate, make_loaders, train_transform
+from bench.in_memory import decoded_in_memory, in_memory_loaders
+from imgclf.data import Augment, make_loaders
 from imgclf.demo import write_digits
 from imgclf.models import build_model, freeze_body
 from imgclf.pack import Pack, PackError, presized_side, write_pack
-from imgclf.preprocess import square
 from imgclf.sources import list_images
 from imgclf.split import split_images
 from imgclf.train import OneCycleSettings, fit_one_cycle, seed_everything
@@ -25,55 +22,6 @@ from . import images
 
 HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared/datasets/hymenoptera"
 AUGMENT = Augment(flip=True, max_rotate=10, max_zoom=1.1, min_scale=0.5, max_lighting=0.2)
-
-
-# The loader that the pack replaced, as it was: every image decoded into memory, the training
-# ones presized, the validation ones cut square. The pack must give exactly its batches.
-def decoded_in_memory(path: str, size: int, training: bool) -> torch.Tensor:
-    with Image.open(path) as image:
-        if not training:
-            return v2.functional.pil_to_tensor(square(image, size))
-        image = image.convert("RGB")
-        scale = round(size * 1.25) / min(image.size)
-        if scale < 1:
-            shape = (round(image.width * scale), round(image.height * scale))
-            image = image.resize(shape, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return v2.functional.pil_to_tensor(image)
-
-
-class InMemoryImages(Dataset):
-    def __init__(self, images, targets, transform):
-        self.images, self.targets, self.transform = images, targets, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        image = self.images[index]
-        return (image if self.transform is None else self.transform(image)), self.targets[index]
-
-
-def in_memory_loaders(split, classes, size, batch_size, augment, seed):
-    index = {label: position for position, label in enumerate(classes)}
-    datasets = []
-    for is_valid in (False, True):
-        rows = split[split["is_valid"] == is_valid]
-        decoded = [decoded_in_memory(path, size, not is_valid) for path in rows["path"]]
-        transform = None if is_valid else train_transform(size, augment)
-        datasets.append(InMemoryImages(decoded, rows["label"].map(index).tolist(), transform))
-    train, valid = datasets
-    generator = torch.Generator().manual_seed(seed)
-    return (
-        DataLoader(
-            train,
-            batch_size,
-            shuffle=True,
-            drop_last=len(train) > batch_size,
-            generator=generator,
-            collate_fn=Collate(augment),
-        ),
-        DataLoader(valid, batch_size * 2, collate_fn=Collate()),
-    )
 
 
 def packed(tmp_path: Path, paths: list[str], ids: list[str], size: int) -> Pack:
