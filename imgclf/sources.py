@@ -12,6 +12,8 @@ SOURCE_KINDS = ("urls", "search", "folder", "archive", "demo")
 # Sources whose files the workflow lists itself, so their local paths are what the user named;
 # the others' lists come from someone else and may not name local files (download.allow_local).
 LOCAL_KINDS = ("folder", "archive", "demo")
+ARCHIVES_DIR = "results/archives"  # where fetch_archive unpacks each archive, a folder apiece
+DEMOS_DIR = "results/demo"  # where write_demo writes each demo set
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
@@ -65,18 +67,29 @@ def read_url_list(text: str) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
 
 
+def image_files(root: str | Path) -> list[Path]:
+    """Image files under `root`, sorted."""
+    return sorted(
+        path
+        for path in Path(root).rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+
+
 def list_images(
-    root: str | Path, pattern: str | None = None, label: str | None = None
+    root: str | Path,
+    pattern: str | None = None,
+    label: str | None = None,
+    files: list[Path] | None = None,
 ) -> list[str]:
     """Image files under `root`, sorted; with `pattern`, those whose first group equals `label`.
 
     The pattern is searched in the path relative to `root` with '/' separators, so it can
     match a file name (`^(.+)_\\d+\\.jpg$`, fastai's `from_name_re`) or a folder (`(ants|bees)/`).
+    `files`: image_files(root), when the caller lists one folder for many classes.
     """
     root = Path(root)
-    files = sorted(
-        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
+    files = image_files(root) if files is None else files
     if pattern is None:
         return [str(path) for path in files]
     regex = re.compile(pattern)
@@ -86,6 +99,32 @@ def list_images(
         if match and match.group(1) == label:
             selected.append(str(path))
     return selected
+
+
+def class_inputs(sources: dict[str, dict]) -> dict[str, list[str]]:
+    """Per class, what its list of URLs is made from, and so what makes fetch_urls run again:
+    its URL list file; its folder's images (each folder listed once, however many classes
+    share it with a pattern: 37 pet breeds, or 1,000 classes, in one tree); its unpacked
+    archive or demo folder."""
+    listings: dict[str, list[Path]] = {}
+    inputs = {}
+    for label, source in sources.items():
+        kind = source_kind(source)
+        if kind == "urls":
+            inputs[label] = [source["urls"]]
+        elif kind == "folder":
+            folder = source["folder"]
+            if folder not in listings:
+                listings[folder] = image_files(folder)
+            files = listings[folder]
+            inputs[label] = list_images(folder, source.get("pattern"), label, files)
+        elif kind == "archive":
+            inputs[label] = [f"{ARCHIVES_DIR}/{archive_dir_name(source['archive'])}"]
+        elif kind == "demo":
+            inputs[label] = [f"{DEMOS_DIR}/{source['demo']}"]
+        else:
+            inputs[label] = []
+    return inputs
 
 
 def search_images(query: str, max_results: int) -> list[str]:

@@ -1,8 +1,9 @@
-"""Rule download: fetch one class's URL list and report each URL.
+"""Rule download: fetch every class's URL list and report each URL.
 
-Input: results/urls/{cls}.txt.
-Output: results/download/{cls}.csv, a row per URL (its file or its error); the files go to
-results/download/{cls}/ beside it.
+Inputs: results/urls/{cls}.txt, one per class.
+Outputs: results/download/{cls}.csv, a row per URL (its file or its error), in the order of
+the inputs; each class's files go to results/download/{cls}/ beside its table.
+Params: settings, class -> the download section as it applies to that class.
 """
 
 from pathlib import Path
@@ -13,12 +14,13 @@ from imgclf.logs import setup_logging
 from imgclf.sources import read_url_list
 
 
-def main(url_list: str, table: str, settings: dict) -> None:
-    urls = read_url_list(Path(url_list).read_text())
-    store = Path(table).with_suffix("")  # results/download/{cls}.csv -> results/download/{cls}/
-    write_csv(table, download_urls(urls, store, DownloadSettings(**settings)))
+def main(url_lists: list[str], tables: list[str], settings: dict[str, dict]) -> None:
+    for url_list, table in zip(url_lists, tables, strict=True):
+        urls = read_url_list(Path(url_list).read_text())
+        store = Path(table).with_suffix("")  # results/download/{cls}.csv -> .../{cls}/
+        write_csv(table, download_urls(urls, store, DownloadSettings(**settings[store.name])))
 
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
-    main(snakemake.input[0], snakemake.output[0], snakemake.params.settings)
+    main(list(snakemake.input), list(snakemake.output), snakemake.params.settings)

@@ -15,7 +15,7 @@ from imgclf.files import read_csv
 
 from . import images
 from .http_server import Route
-from .workflow import planned_rules, snakemake, write_config
+from .workflow import planned_jobs, planned_rules, snakemake, write_config
 
 CAT_ROUTES = {
     "/cat.jpg": Route(images.jpeg(1, size=(48, 40))),
@@ -139,7 +139,7 @@ def test_every_url_has_its_outcome(pipeline):
     assert len(cats) == len(CAT_ROUTES) + 1
     assert (workdir / "results/urls/bird.txt").read_text().count("\n") == 7
     assert (workdir / "results/urls/fish.txt").read_text().count("\n") == 2
-    assert "100%" in (workdir / "logs/download/cat.log").read_text()  # the progress bar
+    assert "100%" in (workdir / "logs/download/download.log").read_text()  # the progress bar
 
 
 def test_the_manifest_holds_normalised_images(pipeline):
@@ -177,7 +177,7 @@ def test_the_split_covers_the_manifest(pipeline):
     assert set(split["is_valid"]) == {"True", "False"}
     per_class = split.groupby("label")["is_valid"].agg(lambda valid: (valid == "True").sum())
     assert (per_class >= 1).all()
-    for rule in ["fetch_urls/cat", "download/cat", "verify/verify", "split/split"]:
+    for rule in ["fetch_urls/fetch_urls", "download/download", "verify/verify", "split/split"]:
         assert (workdir / "logs" / f"{rule}.log").exists()
 
 
@@ -287,3 +287,17 @@ def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, mess
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr)
     assert not (tmp_path / "results").exists()
+
+
+def test_many_classes_are_one_fetch_and_one_download_job(tmp_path):
+    """1,000 classes must not mean 2,000 Python start-ups: each class keeps its own list and
+    table, written by one job for all."""
+    classes = {}
+    for index in range(300):
+        folder = tmp_path / "photos" / f"class{index}"
+        folder.mkdir(parents=True)
+        (folder / "0.png").write_bytes(images.png(index, size=(20, 20)))
+        classes[f"class{index}"] = {"folder": f"photos/class{index}"}
+    write_config(tmp_path, {"classes": classes})
+    planned = planned_jobs(tmp_path, "results/verify/manifest.csv")
+    assert sorted(rule for rule, _ in planned) == ["download", "fetch_urls", "verify"]

@@ -1,4 +1,4 @@
-# Helpers shared by the rules: the classes and what each one's fetch_urls needs.
+# Helpers shared by the rules: the classes and what their fetch_urls needs.
 import re
 from pathlib import Path
 
@@ -8,11 +8,13 @@ from imgclf.config import check_config, experiment_configs
 from imgclf.files import files_in
 from imgclf.layout import MANIFEST, REVIEW, SPLIT
 from imgclf.sources import (
+    ARCHIVES_DIR,
+    DEMOS_DIR,
     LOCAL_KINDS,
     archive_dir_name,
+    class_inputs,
     class_max_images,
     is_url,
-    list_images,
     source_kind,
 )
 
@@ -32,32 +34,25 @@ DEMO_SETS = sorted(
 )
 
 
-def fetch_urls_input(wildcards):
-    """What a class's list depends on, so that a changed source reruns fetch_urls."""
-    source = config["classes"][wildcards.cls]
-    kind = source_kind(source)
-    if kind == "urls":
-        return source["urls"]
-    if kind == "folder":
-        # Listing the folder here means new or removed photos rerun the class's fetch_urls.
-        return list_images(source["folder"], source.get("pattern"), wildcards.cls)
-    if kind == "archive":
-        return f"results/archives/{archive_dir_name(source['archive'])}"
-    if kind == "demo":
-        return f"results/demo/{source['demo']}"
-    return []
+def fetch_urls_inputs(wildcards):
+    """What the classes' lists are made from, so that a changed source reruns fetch_urls."""
+    return [
+        path for paths in class_inputs(config["classes"]).values() for path in paths
+    ]
 
 
-def download_settings(wildcards):
-    """The download section for one class: a class whose files the workflow listed itself
-    may read them, and its cap is its own (see sources.class_max_images)."""
-    source = config["classes"][wildcards.cls]
-    return {
-        **config["download"],
-        "allow_local": config["download"]["allow_local"]
-        or source_kind(source) in LOCAL_KINDS,
-        "max_images": class_max_images(source, config["download"]["max_images"]),
-    }
+def download_settings():
+    """The download section per class: a class whose files the workflow listed itself may
+    read them, and its cap is its own (see sources.class_max_images)."""
+    settings = {}
+    for label, source in config["classes"].items():
+        local = source_kind(source) in LOCAL_KINDS
+        settings[label] = {
+            **config["download"],
+            "allow_local": config["download"]["allow_local"] or local,
+            "max_images": class_max_images(source, config["download"]["max_images"]),
+        }
+    return settings
 
 
 def local_archive(wildcards):

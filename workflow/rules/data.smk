@@ -2,7 +2,6 @@
 
 
 wildcard_constraints:
-    cls="|".join(map(re.escape, CLASSES)),
     archive="|".join(map(re.escape, ARCHIVES)) or "(?!)",
     demo="|".join(map(re.escape, DEMO_SETS)) or "(?!)",
     size=r"\d+",
@@ -17,7 +16,7 @@ localrules:
 
 rule write_demo:
     output:
-        directory("results/demo/{demo}"),
+        directory(f"{DEMOS_DIR}/{{demo}}"),
     log:
         "logs/write_demo/{demo}.log",
     conda:
@@ -30,7 +29,7 @@ rule fetch_archive:
     input:
         local_archive,
     output:
-        directory("results/archives/{archive}"),
+        directory(f"{ARCHIVES_DIR}/{{archive}}"),
     log:
         "logs/fetch_archive/{archive}.log",
     conda:
@@ -42,44 +41,47 @@ rule fetch_archive:
         "../../scripts/fetch_archive.py"
 
 
+# One job for all the classes (and one for their downloads): with 1,000 classes, a job each
+# was 2,000 Python start-ups. A class's list and table are files of their own all the same.
 rule fetch_urls:
     input:
-        fetch_urls_input,
+        fetch_urls_inputs,
     output:
-        "results/urls/{cls}.txt",
+        expand("results/urls/{cls}.txt", cls=CLASSES),
     log:
-        "logs/fetch_urls/{cls}.log",
+        "logs/fetch_urls/fetch_urls.log",
     conda:
         "../envs/imgclf.yaml"
     params:
-        source=lambda wildcards: config["classes"][wildcards.cls],
+        sources=config["classes"],
     script:
         "../../scripts/fetch_urls.py"
 
 
-# A local rule: compute nodes often have no internet. The images land in a store beside the
-# table, results/download/{cls}/, that is not an output: Snakemake would delete an output
-# before a rerun, and the store is what lets a rerun fetch only what is missing.
+# A local rule: compute nodes often have no internet. Each class's images land in a store
+# beside its table, results/download/{cls}/, that is not an output: Snakemake would delete an
+# output before a rerun, and the store is what lets a rerun fetch only what is missing (so a
+# longer list of one class fetches only its new URLs, though the job covers every class).
 rule download:
     input:
-        rules.fetch_urls.output[0],
+        rules.fetch_urls.output,
     output:
-        "results/download/{cls}.csv",
+        expand("results/download/{cls}.csv", cls=CLASSES),
     log:
-        "logs/download/{cls}.log",
+        "logs/download/download.log",
     benchmark:
-        "benchmarks/download/{cls}.tsv"
+        "benchmarks/download/download.tsv"
     conda:
         "../envs/imgclf.yaml"
     params:
-        settings=download_settings,
+        settings=download_settings(),
     script:
         "../../scripts/download.py"
 
 
 rule verify:
     input:
-        expand(rules.download.output[0], cls=CLASSES),
+        rules.download.output,
     output:
         manifest=report(
             MANIFEST,
