@@ -8,6 +8,8 @@ so a labels edit does not recompute them.
 
 import functools
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 THUMBNAIL = 16  # pixels a side
 CHUNK = 512  # images decoded at once
+PAIRS_AT_ONCE = 65536  # candidate pairs whose thumbnails are compared at once
 
 
 def image_features(
@@ -37,6 +40,7 @@ def image_features(
     model = build_model(arch, n_classes=2, pretrained=True)
     pooled_body = nn.Sequential(model.body, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     pooled_body = folded_for_inference(pooled_body)
+    started = time.perf_counter()
     prepare = functools.partial(prepare_file, size=size)
     # Decoded a chunk at a time: held whole at 224 px, the images grew this job by 150 KB each
     # (4.8 GB at 25k). Not from the pack: it holds the training size, and a pack at the
@@ -46,6 +50,7 @@ def image_features(
         images = load_images(paths[start : start + CHUNK], prepare, threads)
         parts.append(forward_batches(pooled_body, images, batch_size, device).float())
     features = torch.cat(parts) if parts else torch.zeros(0, 0)
+    log.info("features of %d images in %.1f s", len(paths), time.perf_counter() - started)
     return torch.nn.functional.normalize(features, dim=1).numpy()
 
 
@@ -66,6 +71,7 @@ def near_duplicate_groups(
     features: np.ndarray,
     similarity: float,
     pixel_similarity: float,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """id, group: the images that have a near-duplicate, joined transitively (a photo and its
     two resized copies are one group); a group is named by its smallest id.
@@ -75,10 +81,19 @@ def near_duplicate_groups(
     pairs of different images reach a similarity of 0.9, and 6 of them have thumbnails that
     correlate at 0.99, against at least 0.999 for a resized, re-encoded copy of a photo.
     """
+    started = time.perf_counter()
     first, second = similar_pairs(features, similarity)
-    thumbnails = {index: thumbnail(paths[index]) for index in np.union1d(first, second)}
-    pairs = zip(first, second, strict=True)
-    agree = np.array([thumbnails[i] @ thumbnails[j] >= pixel_similarity for i, j in pairs], bool)
+    candidates = np.union1d(first, second)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pixels = np.zeros((len(features), THUMBNAIL**2), dtype=np.float32)
+        squares = pool.map(thumbnail, [paths[index] for index in candidates])
+        for index, square in zip(candidates, squares, strict=True):
+            pixels[index] = square
+    agree = np.zeros(len(first), dtype=bool)
+    for start in range(0, len(first), PAIRS_AT_ONCE):
+        pairs = slice(start, start + PAIRS_AT_ONCE)
+        correlation = np.einsum("ij,ij->i", pixels[first[pairs]], pixels[second[pairs]])
+        agree[pairs] = correlation >= pixel_similarity
     first, second = first[agree], second[agree]
     count = len(ids)
     graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(count, count))
@@ -88,11 +103,12 @@ def near_duplicate_groups(
     grouped = table[sizes > 1]
     names = grouped.groupby("component")["id"].transform("min")
     log.info(
-        "%d images in %d near-duplicate groups (features >= %g, thumbnails >= %g)",
+        "%d images in %d near-duplicate groups (features >= %g, thumbnails >= %g), %.1f s",
         len(grouped),
         grouped["component"].nunique(),
         similarity,
         pixel_similarity,
+        time.perf_counter() - started,
     )
     return pd.DataFrame({"id": grouped["id"], "group": names}).sort_values(
         ["group", "id"], ignore_index=True

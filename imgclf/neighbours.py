@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
+CANDIDATES = 20  # an image's most similar others that may be its near-duplicates
 
 
 def similarity_blocks(features: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -19,16 +20,28 @@ def similarity_blocks(features: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield start, features[start : start + CHUNK] @ features.T
 
 
-def similar_pairs(features: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) of images whose cosine similarity reaches `similarity`."""
+def similar_pairs(
+    features: np.ndarray, similarity: float, per_image: int = CANDIDATES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of images whose cosine similarity reaches `similarity`, among each
+    image's `per_image` most similar others: at most N x per_image pairs. All pairs over a
+    threshold can be most of the N^2 (62 % of 10,000 synthetic photos reach 0.7), while the
+    copies of a photo are each other's nearest images; a photo with more copies than
+    `per_image` still joins them all, through the copies' own lists."""
     rows, columns = [], []
+    count = min(per_image, len(features) - 1)
+    if count < 1:
+        return np.zeros(0, int), np.zeros(0, int)
     for start, block in similarity_blocks(features):
-        i, j = np.nonzero(block >= similarity)
-        i += start
-        keep = i < j
-        rows.append(i[keep])
-        columns.append(j[keep])
-    return np.concatenate(rows or [[]]).astype(int), np.concatenate(columns or [[]]).astype(int)
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # itself
+        nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        close = np.take_along_axis(block, nearest, axis=1) >= similarity
+        i, j = np.nonzero(close)
+        rows.append(i + start)
+        columns.append(nearest[i, j])
+    first, second = np.concatenate(rows), np.concatenate(columns)
+    pairs = np.unique(np.stack([np.minimum(first, second), np.maximum(first, second)]), axis=1)
+    return pairs[0].astype(int), pairs[1].astype(int)
 
 
 def nearest_neighbours(

@@ -7,6 +7,9 @@ its nearest neighbours but its near-duplicates); near_duplicates (CSV: id, group
 images in a group).
 """
 
+import logging
+import time
+
 import numpy as np
 
 from imgclf.features import image_features, near_duplicate_groups
@@ -27,14 +30,14 @@ def main(inputs, outputs, arch: str, audit: dict, threads: int) -> None:
     paths, ids = manifest["path"].tolist(), manifest["id"].tolist()
     features = image_features(paths, arch, audit["image_size"], BATCH, threads, device)
     groups = near_duplicate_groups(
-        ids, paths, features, audit["duplicate_similarity"], audit["duplicate_pixels"]
+        ids, paths, features, audit["duplicate_similarity"], audit["duplicate_pixels"], threads
     )
     copies = copy_codes(manifest["id"], groups)
+    started = time.perf_counter()
+    distances = neighbour_distances(features, audit["neighbours"], copies)
+    logging.info("neighbour distances in %.1f s", time.perf_counter() - started)
     write_arrays(
-        outputs.features,
-        ids=np.array(ids, dtype=str),
-        features=features,
-        distances=neighbour_distances(features, audit["neighbours"], copies),
+        outputs.features, ids=np.array(ids, dtype=str), features=features, distances=distances
     )
     write_csv(outputs.near_duplicates, groups)
 

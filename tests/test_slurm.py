@@ -29,6 +29,9 @@ SLURM_RUN = (
     "--slurm-keep-successful-logs",
     "--max-threads", "1",  # as ONE_THREAD_A_JOB: two jobs at once on the node's two CPUs
 )  # fmt: skip
+# A stage of about 110 s on one CPU: past the first attempt's 1-minute limit (Slurm stops it
+# within 30 s of the limit), with what is left inside the retry's 2 minutes.
+TIME_LIMIT_PHOTOS, TIME_LIMIT_EPOCHS = 40, 10
 LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "all"}
 pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
 
@@ -78,6 +81,7 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
     assert set(logs) == {
         "verify",
         "features",
+        "pack",
         "split",
         "audit",
         "lr_find",
@@ -91,6 +95,7 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
     # Each experiment's training is a job of its own: base trains both stages, the other one.
     assert len(logs["train_stage1"]) == len(logs["interpret"]) == len(logs["deliver_export"]) == 2
     assert len(logs["lr_find"]) == 3 and len(logs["finetune_stage2"]) == 1
+    assert len(logs["pack"]) == 2  # the experiments' two image sizes
     jobs = finished_jobs(on_slurm)
     ran = set().union(*logs.values())
     assert ran <= set(jobs) and {jobs[job] for job in ran} == {"COMPLETED"}
@@ -132,3 +137,29 @@ def test_a_failing_job_is_reported_and_the_run_fails(on_slurm, tmp_path):
     failed = slurm_logs(workdir)["train_stage1"] - slurm_logs(on_slurm)["train_stage1"]
     assert len(failed) == 1
     assert {finished_jobs(workdir)[job] for job in failed} == {"FAILED"}
+
+
+def test_a_stage_past_its_time_limit_is_resubmitted_and_resumes(cluster, tmp_path):
+    """Slurm stops train_stage1 at its time limit (1 minute, 2 on the retry: `attempt`
+    minutes); Snakemake resubmits it, as the profile's retries say, and the retry resumes
+    from the checkpoint of its last finished epoch instead of starting again."""
+    write_photos(tmp_path, per_class=TIME_LIMIT_PHOTOS)
+    config = tiny_config(
+        model={"image_size": 96, "batch_size": 8},
+        train_stage1={"epochs": TIME_LIMIT_EPOCHS, "max_lr": 1e-2},
+        final_model="stage1",
+        predict={"folder": None},
+    )
+    write_config(tmp_path, config)
+    target = "results/train/stage1/model.safetensors"
+    limit = ("--set-resources", "train_stage1:runtime=attempt")
+    snakemake(tmp_path, *SLURM_RUN, *limit, target)
+    attempts = sorted(slurm_logs(tmp_path)["train_stage1"], key=int)
+    states = [finished_jobs(tmp_path)[job] for job in attempts]
+    assert states == ["TIMEOUT", "COMPLETED"], states
+    log = (tmp_path / "logs/train_stage1/train_stage1.log").read_text()
+    resumed = re.search(r"resuming after epoch (\d+), the last one finished", log)
+    assert resumed and 1 <= int(resumed[1]) < TIME_LIMIT_EPOCHS
+    history = pd.read_csv(tmp_path / "results/train/stage1/history.csv")
+    assert history["epoch"].tolist() == list(range(1, TIME_LIMIT_EPOCHS + 1))
+    assert not (tmp_path / "results/checkpoints/stage1.safetensors").exists()
