@@ -1,16 +1,17 @@
 """Cost growth with the number of images: the whole workflow on synthetic photo sets of N.
 
-    python -m bench.scale [--sizes 1000 10000 100000] [--classes 10] [--side 500]
+    python -m bench.scale [--sizes 1000 10000 100000] [--classes 10] [--side 500] [--square]
                           [--image-size 128] [--cores 2] [--work /tmp/imgclf-scale]
 
 For each N it writes N photo-like JPEGs (about `side` px, `classes` folders; kept in --work
 for the next run), runs the workflow to its export and diagnosis with short training (1 + 1
-epochs at --image-size, auto rates) and prints, for every rule, its seconds, seconds per image
-and peak anonymous memory (RssAnon, sampled every 0.2 s: the memory that the page cache of a
-memory-mapped file does not count in), then the ratio of each rule's seconds per image
-between consecutive sizes (target: at most 1.5) and, for verify and pack, the rate of their
-first and last thousand images (from their progress bars; target: within 1.5x). A plot of
-both against N goes to --work/scale.png. Run it alone: it is a measurement of the machine.
+epochs at --image-size, auto rates, the schema's defaults otherwise) and prints, for every
+rule, its seconds, seconds per image and peak anonymous memory (RssAnon, sampled every 0.2 s:
+the memory that the page cache of a memory-mapped file does not count in), then the ratio of
+each rule's seconds per image between consecutive sizes (target: at most 1.5) and, for
+verify and pack, the rate of their first and last thousand images (from their progress
+bars; target: within 1.5x). A plot of both against N goes to --work/scale.png. Run it alone:
+it is a measurement of the machine.
 """
 
 import argparse
@@ -47,19 +48,20 @@ SCRIPT_RULES = {
 }
 
 
-def write_photo(job: tuple[Path, int, int, int]) -> None:
-    path, seed, side, tint = job
+def write_photo(job: tuple[Path, int, int, int, bool]) -> None:
+    path, seed, side, tint, square = job
     if not path.exists():
-        width, height = side, round(side * (0.6 + 0.4 * (seed % 5) / 4))  # 3:5 to square
-        photo_like(seed, (width, height), TINTS[tint]).save(path, quality=90)
+        # 3:5 to square, as photos come; or all square, as Kaggle's resized sets
+        height = side if square else round(side * (0.6 + 0.4 * (seed % 5) / 4))
+        photo_like(seed, (side, height), TINTS[tint]).save(path, quality=90)
 
 
-def write_set(folder: Path, count: int, classes: int, side: int) -> None:
+def write_set(folder: Path, count: int, classes: int, side: int, square: bool) -> None:
     jobs = []
     for index in range(count):
         label = index % classes
         path = folder / f"class{label:03d}" / f"{index:06d}.jpg"
-        jobs.append((path, index, side, label % len(TINTS)))
+        jobs.append((path, index, side, label % len(TINTS), square))
     for label in range(classes):
         (folder / f"class{label:03d}").mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor() as pool:
@@ -72,8 +74,7 @@ def config(folder: Path, classes: int, image_size: int) -> dict:
             f"class{label:03d}": {"folder": str(folder / f"class{label:03d}")}
             for label in range(classes)
         },
-        "model": {"image_size": image_size, "batch_size": 64},
-        "augment": {"flip": True, "min_scale": 0.5},
+        "model": {"image_size": image_size},
         "train_stage1": {"epochs": 1, "max_lr": "auto"},
         "finetune_stage2": {"epochs": 1, "max_lr": "auto"},
     }
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--side", type=int, default=500)
+    parser.add_argument("--square", action="store_true", help="square photos (else 3:5 to 1:1)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/imgclf-scale"))
@@ -182,12 +184,13 @@ def main() -> None:
 
     rows = []
     for count in args.sizes:
-        photos = args.work / f"photos-{count}-{args.side}"
+        shape = f"{args.side}{'-square' if args.square else ''}-{args.classes}"
+        photos = args.work / f"photos-{count}-{shape}"
         started = time.perf_counter()
-        write_set(photos, count, args.classes, args.side)
+        write_set(photos, count, args.classes, args.side, args.square)
         took = time.perf_counter() - started
         print(f"{count} photos of {args.side} px in {photos} ({took:.0f} s)")
-        workdir = args.work / f"run-{count}-{args.side}-{args.image_size}"
+        workdir = args.work / f"run-{count}-{shape}-{args.image_size}"
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.yaml").write_text(
             yaml.safe_dump(config(photos, args.classes, args.image_size))
