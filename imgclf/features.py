@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .data import load_images, prepare_file
 from .models import build_model, folded_for_inference
-from .neighbours import similar_pairs
+from .neighbours import Neighbours, similar_pairs
 from .train import forward_batches
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def near_duplicate_groups(
     similarity: float,
     pixel_similarity: float,
     threads: int = 1,
+    nearest: Neighbours | None = None,
 ) -> pd.DataFrame:
     """id, group: the images that have a near-duplicate, joined transitively (a photo and its
     two resized copies are one group); a group is named by its smallest id.
@@ -80,9 +81,10 @@ def near_duplicate_groups(
     features alone join different photos of simple things: on the demo's digits, 10,915
     pairs of different images reach a similarity of 0.9, and 6 of them have thumbnails that
     correlate at 0.99, against at least 0.999 for a resized, re-encoded copy of a photo.
+    `nearest`: each image's nearest images, when the caller has searched them already.
     """
     started = time.perf_counter()
-    first, second = similar_pairs(features, similarity)
+    first, second = similar_pairs(features, similarity, nearest)
     candidates = np.union1d(first, second)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         pixels = np.zeros((len(features), THUMBNAIL**2), dtype=np.float32)

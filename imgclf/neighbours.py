@@ -4,77 +4,91 @@ Plain numpy and pandas, so that the audit, which reads the features, need not im
 (seconds of its start-up, after every labels edit), nor the features rule scikit-learn.
 """
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 
 CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
 CANDIDATES = 20  # an image's most similar others that may be its near-duplicates
-
-
-def similarity_blocks(features: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, cosine similarities of CHUNK images with every image), block by block, so
-    that a large set never holds the whole N x N matrix."""
-    for start in range(0, len(features), CHUNK):
-        yield start, features[start : start + CHUNK] @ features.T
+Neighbours = tuple[np.ndarray, np.ndarray]  # per image: its nearest images and similarities
 
 
 def similar_pairs(
-    features: np.ndarray, similarity: float, per_image: int = CANDIDATES
+    features: np.ndarray, similarity: float, nearest: Neighbours | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i < j) of images whose cosine similarity reaches `similarity`, among each
-    image's `per_image` most similar others: at most N x per_image pairs. All pairs over a
-    threshold can be most of the N^2 (62 % of 10,000 synthetic photos reach 0.7), while the
-    copies of a photo are each other's nearest images; a photo with more copies than
-    `per_image` still joins them all, through the copies' own lists."""
-    rows, columns = [], []
-    count = min(per_image, len(features) - 1)
-    if count < 1:
-        return np.zeros(0, int), np.zeros(0, int)
-    for start, block in similarity_blocks(features):
-        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # itself
-        nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
-        close = np.take_along_axis(block, nearest, axis=1) >= similarity
-        i, j = np.nonzero(close)
-        rows.append(i + start)
-        columns.append(nearest[i, j])
-    first, second = np.concatenate(rows), np.concatenate(columns)
+    image's CANDIDATES most similar others (`nearest`, when the caller has them): at most
+    N x CANDIDATES pairs. All pairs over a threshold can be most of the N^2 (62 % of 10,000
+    synthetic photos reach 0.7), while the copies of a photo are each other's nearest images;
+    a photo with more copies than CANDIDATES still joins them all, through their own lists."""
+    indices, similarities = nearest or nearest_neighbours(features, CANDIDATES)
+    if similarities.shape[1] > CANDIDATES:
+        best = np.argsort(-similarities, axis=1, kind="stable")[:, :CANDIDATES]
+        indices = np.take_along_axis(indices, best, axis=1)
+        similarities = np.take_along_axis(similarities, best, axis=1)
+    first, column = np.nonzero(similarities >= similarity)
+    second = indices[first, column]
+    if not len(first):
+        return first, second
     pairs = np.unique(np.stack([np.minimum(first, second), np.maximum(first, second)]), axis=1)
     return pairs[0].astype(int), pairs[1].astype(int)
 
 
 def nearest_neighbours(
-    features: np.ndarray, count: int, copies: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosine similarities) of each image's `count` most similar other images. With
-    `copies` (a code per image, -1 for none), images of one code are copies of one photo and
-    are skipped as the image itself is: their -inf similarities fill rows that run out."""
+    features: np.ndarray,
+    count: int,
+    copies: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> Neighbours:
+    """(indices, cosine similarities) of each image's `count` most similar other images, in no
+    particular order. With `copies` (a code per image, -1 for none), images of one code are
+    copies of one photo and are skipped as the image itself is: their -inf similarities fill
+    rows that run out. With `rows`, only those images' neighbours (among all images)."""
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
     count = max(0, min(count, len(features) - 1))
-    indices = np.zeros((len(features), count), dtype=int)
-    similarities = np.zeros((len(features), count))
+    indices = np.zeros((len(rows), count), dtype=int)
+    similarities = np.zeros((len(rows), count))
     if count < 1:
         return indices, similarities
-    for start, block in similarity_blocks(features):
-        rows = np.arange(start, start + len(block))
-        block[np.arange(len(block)), rows] = -np.inf  # itself
+    for start in range(0, len(rows), CHUNK):
+        block_rows = rows[start : start + CHUNK]
+        block = features[block_rows] @ features.T
+        block[np.arange(len(block)), block_rows] = -np.inf  # itself
         if copies is not None:
-            own = copies[rows, None]
+            own = copies[block_rows, None]
             block[(own == copies[None, :]) & (own >= 0)] = -np.inf
         nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
-        indices[rows] = nearest
-        similarities[rows] = np.take_along_axis(block, nearest, axis=1)
+        indices[start : start + len(block)] = nearest
+        similarities[start : start + len(block)] = np.take_along_axis(block, nearest, axis=1)
     return indices, similarities
 
 
 def neighbour_distances(
-    features: np.ndarray, neighbours: int, copies: np.ndarray | None = None
+    features: np.ndarray,
+    neighbours: int,
+    copies: np.ndarray | None = None,
+    nearest: Neighbours | None = None,
 ) -> np.ndarray:
     """Each image's mean cosine distance to its `neighbours` nearest other images, its own
     copies (`copies` as nearest_neighbours takes it) not counted: an off-topic photo that a
     web search returned twice is still far from everything else. 0 for an image with no
-    other image to measure against."""
-    _, similarities = nearest_neighbours(features, neighbours, copies)
+    other image to measure against.
+
+    `nearest`: each image's nearest images found before (more than `neighbours`, copies
+    included), so that the N^2 search runs once: an image's copies are struck from its list,
+    and only an image left with fewer than `neighbours` others is searched again."""
+    if nearest is None:
+        _, similarities = nearest_neighbours(features, neighbours, copies)
+    else:
+        indices, similarities = nearest
+        if copies is not None:
+            own = copies[:, None]
+            is_copy = (copies[indices] == own) & (own >= 0)
+            similarities = np.where(is_copy, -np.inf, similarities)
+        similarities = -np.sort(-similarities, axis=1)[:, :neighbours]
+        short = ~np.isfinite(similarities).all(axis=1)
+        if short.any():
+            rows = np.flatnonzero(short)
+            similarities[rows] = nearest_neighbours(features, neighbours, copies, rows)[1]
     counted = np.isfinite(similarities)
     total = np.where(counted, similarities, 0.0).sum(axis=1)
     mean = np.divide(total, counted.sum(axis=1), out=np.ones(len(features)), where=counted.any(1))
