@@ -31,7 +31,7 @@ SLURM_RUN = (
 )  # fmt: skip
 # A stage of about 150 s on one CPU, past the first attempt's 1-minute limit (Slurm stops a
 # job within 30 s of its limit); the retry has 10 minutes.
-TIME_LIMIT_PHOTOS, TIME_LIMIT_EPOCHS = 40, 10
+TIME_LIMIT_PHOTOS, TIME_LIMIT_EPOCHS = 60, 40  # 3.9 s an epoch at 128 px
 TIME_LIMIT = ("--set-resources", "train_stage1:runtime=1 if attempt == 1 else 10")
 LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "all"}
 pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
@@ -146,7 +146,7 @@ def test_a_stage_past_its_time_limit_is_resubmitted_and_resumes(cluster, tmp_pat
     epoch instead of starting again."""
     write_photos(tmp_path, per_class=TIME_LIMIT_PHOTOS)
     config = tiny_config(
-        model={"image_size": 96, "batch_size": 8},
+        model={"image_size": 128, "batch_size": 8},
         train_stage1={"epochs": TIME_LIMIT_EPOCHS, "max_lr": 1e-2},
         final_model="stage1",
         predict={"folder": None},
