@@ -49,10 +49,8 @@ def training_job(runner: psutil.Process) -> psutil.Process | None:
     return None
 
 
-@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_stage_resumes_and_ends_with_the_uninterrupted_weights(
-    uninterrupted, tmp_path, kill
-):
+def test_a_killed_stage_resumes_and_ends_with_the_uninterrupted_weights(uninterrupted, tmp_path):
+    """kill -9 mid-epoch (SIGTERM, which a Slurm time limit sends, is test_slurm's)."""
     three_epochs(tmp_path)
     target = f"{STAGE1}/model.safetensors"
     runner = subprocess.Popen(
@@ -67,7 +65,7 @@ def test_a_killed_stage_resumes_and_ends_with_the_uninterrupted_weights(
     assert checkpoint.exists(), "no checkpoint was written after the first epoch"
     job = training_job(psutil.Process(runner.pid))
     assert job is not None, "the training job ended before it could be killed"
-    job.send_signal(kill)
+    job.send_signal(signal.SIGKILL)
     assert runner.wait(timeout=120) != 0  # the job failed, as under a time limit
     assert checkpoint.exists() and not (tmp_path / target).exists()
 
