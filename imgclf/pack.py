@@ -21,7 +21,6 @@ read with allow_pickle=False), which numpy reads without this project.
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +73,9 @@ def in_order(load, items: Sequence, threads: int) -> Iterator:
             yield from pool.map(load, items[start : start + IN_FLIGHT])
 
 
-@dataclass
-class PackSummary:
-    images: int
-    bytes: int
-
-
 def write_pack(
     paths: list[str], ids: list[str], size: int, images_file: str, index_file: str, threads: int
-) -> PackSummary:
+) -> None:
     """Decode every image once, on `threads` threads, and append its views to `images_file`
     (one writer, in the order given); then write the index. Each file appears only whole."""
     offsets = np.zeros(len(paths), dtype=np.int64)
@@ -108,7 +101,6 @@ def write_pack(
         size=np.array(size),
     )
     log.info("packed %d images at %d px: %.1f MB", len(paths), size, written / 1e6)
-    return PackSummary(len(paths), written)
 
 
 class PackError(ValueError):

@@ -1,8 +1,8 @@
 """Rule download: fetch every class's URL list and report each URL.
 
-Inputs: results/urls/{cls}.txt, one per class.
-Outputs: results/download/{cls}.csv, a row per URL (its file or its error), in the order of
-the inputs; each class's files go to results/download/{cls}/ beside its table.
+Input: the folder of lists, results/urls/ ({cls}.txt for each class).
+Outputs: results/download/{cls}.csv, a row per URL (its file or its error); each class's
+files go to results/download/{cls}/ beside its table.
 Params: settings, class -> the download section as it applies to that class.
 """
 
@@ -14,13 +14,13 @@ from imgclf.logs import setup_logging
 from imgclf.sources import read_url_list
 
 
-def main(url_lists: list[str], tables: list[str], settings: dict[str, dict]) -> None:
-    for url_list, table in zip(url_lists, tables, strict=True):
-        urls = read_url_list(Path(url_list).read_text())
+def main(url_lists: str, tables: list[str], settings: dict[str, dict]) -> None:
+    for table in tables:
         store = Path(table).with_suffix("")  # results/download/{cls}.csv -> .../{cls}/
+        urls = read_url_list((Path(url_lists) / f"{store.name}.txt").read_text())
         write_csv(table, download_urls(urls, store, DownloadSettings(**settings[store.name])))
 
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
-    main(list(snakemake.input), list(snakemake.output), snakemake.params.settings)
+    main(snakemake.input[0], list(snakemake.output), snakemake.params.settings)

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from imgclf.config import check_config, experiment_configs
 from imgclf.files import files_in
-from imgclf.layout import MANIFEST, REVIEW, SPLIT
+from imgclf.layout import MANIFEST, REVIEW, SPLIT, URL_LISTS
 from imgclf.sources import (
     ARCHIVES_DIR,
     DEMOS_DIR,

@@ -43,11 +43,13 @@ rule fetch_archive:
 
 # One job for all the classes (and one for their downloads): with 1,000 classes, a job each
 # was 2,000 Python start-ups. A class's list and table are files of their own all the same.
+# The lists' folder is the output, not each list: Snakemake checksums every input of a job
+# once per output, and 1,000 lists of 10,000 photos were 10 million checksums.
 rule fetch_urls:
     input:
         fetch_urls_inputs,
     output:
-        expand("results/urls/{cls}.txt", cls=CLASSES),
+        directory(URL_LISTS),
     log:
         "logs/fetch_urls/fetch_urls.log",
     conda:
@@ -64,7 +66,7 @@ rule fetch_urls:
 # longer list of one class fetches only its new URLs, though the job covers every class).
 rule download:
     input:
-        rules.fetch_urls.output,
+        rules.fetch_urls.output[0],
     output:
         expand("results/download/{cls}.csv", cls=CLASSES),
     log:
