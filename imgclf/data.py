@@ -2,7 +2,6 @@
 memory-mapped), augmented as they are batched."""
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .models import IMAGENET_MEAN, IMAGENET_STD
-from .pack import Pack
+from .pack import Pack, in_order
 from .preprocess import square
 
 log = logging.getLogger(__name__)
@@ -131,8 +130,7 @@ class PackedImages(Dataset):
 
 def load_images(paths: list[str], load, threads: int) -> list[torch.Tensor]:
     """`load(path)` of every path, on `threads` threads (Pillow decodes without the GIL)."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        return list(pool.map(load, paths))
+    return list(in_order(load, paths, threads))
 
 
 def make_loaders(

@@ -36,9 +36,9 @@ DEMO_SETS = sorted(
 
 def fetch_urls_inputs(wildcards):
     """What the classes' lists are made from, so that a changed source reruns fetch_urls."""
-    return [
-        path for paths in class_inputs(config["classes"]).values() for path in paths
-    ]
+    # A folder or demo that several classes share is one input, once.
+    inputs = class_inputs(config["classes"]).values()
+    return list(dict.fromkeys(path for paths in inputs for path in paths))
 
 
 def download_settings():
