@@ -3,6 +3,8 @@
 from snakemake.utils import min_version, validate
 
 from imgclf.config import check_config_size, schema
+from imgclf.files import RunLock
+from imgclf.layout import RUN_LOCK
 
 min_version("9.0")
 
@@ -18,6 +20,15 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/results.smk"
+
+
+# One run at a time in a folder. Taken when the jobs are about to start: not by a dry run, nor
+# by a cluster job's own snakemake (which runs no hooks), while the run that sent it holds it.
+run_lock = RunLock(RUN_LOCK)
+
+
+onstart:
+    run_lock.acquire()
 
 
 rule all:

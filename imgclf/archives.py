@@ -20,6 +20,7 @@ import urllib3
 from tqdm import tqdm
 
 from .download import CHUNK_BYTES, Deadline, UrlFailed, body_chunks
+from .files import writing_to
 from .sources import SourceError, is_url
 
 log = logging.getLogger(__name__)
@@ -98,17 +99,18 @@ def unpack(members: Iterator[Member], dest: Path, limits: Limits, archive_bytes:
             continue
         if target == dest:
             raise ArchiveRefused(f"a file member is named {member.name!r}, which is no file name")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with member.open() as source, open(target, "wb") as out:
-            while chunk := source.read(CHUNK_BYTES):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise ArchiveRefused(
-                        f"it unpacks to more than {max_bytes:.0f} bytes (max_bytes="
-                        f"{limits.max_bytes}, or max_ratio={limits.max_ratio:g} times its "
-                        f"{archive_bytes} bytes)"
-                    )
-                out.write(chunk)
+        with writing_to(dest):  # a full disk is the disk's fault, not the archive's
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with member.open() as source, open(target, "wb") as out:
+                while chunk := source.read(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise ArchiveRefused(
+                            f"it unpacks to more than {max_bytes:.0f} bytes (max_bytes="
+                            f"{limits.max_bytes}, or max_ratio={limits.max_ratio:g} times its "
+                            f"{archive_bytes} bytes)"
+                        )
+                    out.write(chunk)
     if skipped:
         log.info("skipped %d members that are neither files nor folders (links, devices)", skipped)
 
@@ -139,7 +141,11 @@ def download_file(url: str, dest: Path, limits: Limits) -> None:
         response.raise_for_status()
         total = int(response.headers.get("Content-Length", 0)) or None
         size = 0
-        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True) as bar:
+        with (
+            writing_to(dest.parent),
+            open(dest, "wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True) as bar,
+        ):
             for chunk in body_chunks(response, READ_TIMEOUT, deadline):
                 size += len(chunk)
                 if size > limits.max_bytes:

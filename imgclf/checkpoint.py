@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .files import atomic_path
@@ -97,7 +97,7 @@ class Checkpoint:
             with safe_open(self.path, "pt") as file:
                 state = json.loads(file.metadata()["imgclf"])
             tensors = load_file(self.path)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, KeyError, SafetensorError) as error:
             log.warning("ignoring the unreadable checkpoint %s: %s", self.path, error)
             return None
         if state["key"] != self.key:

@@ -10,7 +10,6 @@ import itertools
 import json
 import logging
 import os
-import stat
 import threading
 import time
 from collections import deque
@@ -28,6 +27,8 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .files import NotRegularFile, open_regular, writing_to
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def store_stream(chunks: Iterable[bytes], part: Path, max_bytes: int) -> tuple[s
         raise UrlFailed("not_image", "empty" if not head else "starts with no image signature")
     digest = hashlib.sha256()
     size = 0
-    with open(part, "wb") as out:
+    with writing_to(part.parent), open(part, "wb") as out:
         for chunk in itertools.chain([head], chunks):
             size += len(chunk)
             if size > max_bytes:
@@ -301,9 +302,11 @@ def check_response(response: requests.Response, max_bytes: int) -> None:
 
 def read_local(path: Path) -> Iterator[bytes]:
     """A local file's bytes; a FIFO or device is refused, without waiting for a writer."""
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise UrlFailed("file_error", f"{path} is not a regular file")
+    try:
+        file = open_regular(path)
+    except NotRegularFile as error:
+        raise UrlFailed("file_error", str(error)) from error
+    with file:
         while chunk := file.read(CHUNK_BYTES):
             yield chunk
 
@@ -317,7 +320,8 @@ def local_path(url: str) -> Path | None:
 
 
 def fetch(url: str, store: Path, settings: DownloadSettings) -> Fetched:
-    """Fetch one URL into a temporary file in `store`. Never raises: failures are outcomes."""
+    """Fetch one URL into a temporary file in `store`. A URL's failure is its outcome; a
+    WriteFailed (the store's disk is full or failing, whatever the URL) stops the job."""
     outcome = UrlOutcome(url=url, status="ok")
     part = store / f".{threading.get_ident()}-{time.monotonic_ns()}.part"
     started = time.monotonic()
@@ -375,6 +379,15 @@ def read_journal(store: Path) -> dict[str, dict]:
     return records
 
 
+def end_last_line(journal: Path) -> None:
+    """End a line that a full disk or a kill cut short, so the next record starts a line."""
+    if journal.exists() and journal.stat().st_size:
+        with open(journal, "rb+") as file:
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                file.write(b"\n")
+
+
 def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings) -> pd.DataFrame:
     """Download `urls` into `store`; return one UrlOutcome row per URL, in the order given.
 
@@ -387,6 +400,8 @@ def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings
     for stale in store.glob(".*.part"):
         stale.unlink()
     done_before = read_journal(store)
+    with writing_to(store):
+        end_last_line(store / JOURNAL)
     cap = settings.max_images
     kept: set[str] = set()
     outcomes: list[UrlOutcome] = []
@@ -413,7 +428,8 @@ def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings
                 discard(fetched)
                 outcomes.append(skipped(url, cap))
             else:
-                outcomes.append(accept(fetched, store, kept, journal))
+                with writing_to(store):
+                    outcomes.append(accept(fetched, store, kept, journal))
                 submit_next(pool)
             progress.update()
         outcomes += [skipped(url, cap) for url in remaining]

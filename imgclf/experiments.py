@@ -1,7 +1,6 @@
 """Experiments side by side: the leaderboard of their results, its plots, and the experiment
 whose export goes forward (`final_experiment`)."""
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .files import read_json
 from .predict import Predictor
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def leaderboard(experiments: list[Experiment], images: list[str], threads: int) 
     validation loss (many ties in error on a small validation set)."""
     rows = []
     for experiment in experiments:
-        meta = json.loads((experiment.export / "model.json").read_text())
+        meta = read_json(experiment.export / "model.json")
         f1 = pd.Series(
             {name: scores["f1"] for name, scores in experiment.metrics["per_class"].items()}
         )

@@ -84,8 +84,9 @@ class ExportedModel:
     meta: dict
 
 
-def export_model(job: Job, chosen: ChosenModel, onnx_name: str) -> ExportedModel:
-    """The chosen stage as ONNX (to be saved as `onnx_name`), checked with ONNX Runtime."""
+def export_model(job: Job, chosen: ChosenModel, onnx_name: str, max_pixels: int) -> ExportedModel:
+    """The chosen stage as ONNX (to be saved as `onnx_name`), checked with ONNX Runtime.
+    `max_pixels` (verify's) goes into model.json: predict refuses larger images too."""
     job.setup()
     model = job.build(chosen.weights).eval()
     size = job.model.image_size
@@ -114,6 +115,7 @@ def export_model(job: Job, chosen: ChosenModel, onnx_name: str) -> ExportedModel
         },
         "classes": job.classes,
         "image_size": size,
+        "max_pixels": max_pixels,
         "preprocess": PREPARE,
         "normalisation": {
             "mean": IMAGENET_MEAN,

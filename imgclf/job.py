@@ -1,7 +1,6 @@
 """What every model-running rule shares: the data, the model, the seed and the CPU threads
 (`Job`), and which trained stage interpret, export and predict use (`ChosenModel`)."""
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .data import Augment, make_loaders
+from .files import read_json
 from .models import Classifier, build_model, freeze_body, unfreeze
 from .pack import Pack, PackError
 from .split import read_split
@@ -131,7 +131,7 @@ def choose_model(choice: str, files: list[str]) -> ChosenModel:
     metas = {}
     for path in map(Path, files):
         if path.name == "model.json":
-            meta = json.loads(path.read_text())
+            meta = read_json(path)
             metas[meta["stage"]] = (path.parent, meta)
     versus_stage1 = metas["stage2"][1].get("versus_stage1") if "stage2" in metas else None
     if choice != "best":

@@ -4,6 +4,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .files import FileFault
+
 
 def setup_logging(log_path: str | Path, level: int = logging.INFO) -> None:
     """Send logging, warnings, progress bars and uncaught tracebacks to the rule's log.
@@ -25,6 +27,9 @@ def setup_logging(log_path: str | Path, level: int = logging.INFO) -> None:
     logging.captureWarnings(True)
 
     def log_uncaught(exc_type, exc, tb):
-        logging.getLogger("imgclf").critical("uncaught error", exc_info=(exc_type, exc, tb))
+        if issubclass(exc_type, FileFault):  # its one line says what and how to fix it
+            logging.getLogger("imgclf").critical("%s", exc)
+        else:
+            logging.getLogger("imgclf").critical("uncaught error", exc_info=(exc_type, exc, tb))
 
     sys.excepthook = log_uncaught

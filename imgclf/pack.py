@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from .files import atomic_path, write_arrays
+from .files import DamagedFile, FileFault, atomic_path, read_arrays, write_arrays
 from .preprocess import square
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,12 @@ def views(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def file_views(path: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    with Image.open(path) as image:
-        return views(image, size)
+    """The views of a verified image; verify decoded it, so an error here is a damaged file."""
+    try:
+        with Image.open(path) as image:
+            return views(image, size)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DamagedFile(path, str(error)) from error
 
 
 def in_order(load, items: Sequence, threads: int) -> Iterator:
@@ -103,7 +107,7 @@ def write_pack(
     log.info("packed %d images at %d px: %.1f MB", len(paths), size, written / 1e6)
 
 
-class PackError(ValueError):
+class PackError(FileFault, ValueError):
     """The pack does not hold what a job needs; the message says what to rerun."""
 
 
@@ -111,15 +115,21 @@ class Pack:
     """A written pack, memory-mapped: its views as tensors, read on demand."""
 
     def __init__(self, images_file: str | Path, index_file: str | Path):
-        with np.load(index_file, allow_pickle=False) as index:
+        index = read_arrays(index_file)
+        try:
             self.ids = index["ids"]
             self.offsets = index["offsets"]
             self.heights = index["heights"]
             self.widths = index["widths"]
             self.size = int(index["size"])
+        except KeyError as error:
+            raise DamagedFile(index_file, f"no array {error}") from error
+        expected = int((3 * self.heights.astype(np.int64) * self.widths + 3 * self.size**2).sum())
+        found = Path(images_file).stat().st_size
+        if found != expected:  # each read past a cut-short file would fail, or read another's
+            raise DamagedFile(images_file, f"{found} bytes where its index has {expected}")
         # An empty file cannot be mapped; an empty pack has no image to read.
-        empty = Path(images_file).stat().st_size == 0
-        self.data = np.zeros(0, np.uint8) if empty else np.memmap(images_file, np.uint8, "r")
+        self.data = np.zeros(0, np.uint8) if not found else np.memmap(images_file, np.uint8, "r")
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Each id's place in the pack; a PackError names ids that it does not hold."""

@@ -3,24 +3,47 @@
     python -m imgclf.predict results/export IMAGE_OR_FOLDER... [--output predictions.csv]
 
 prints or writes a CSV: one row per file with the label, its index, its probability and the
-probability of every class; a file that is not an image gets its error instead.
+probability of every class. An entry that gives no prediction gets its error instead: a file
+that is not an image, a FIFO, device or link loop (never waited on), an image with more
+pixels than `verify.max_pixels` allowed in training (refused from its header, undecoded).
 """
 
 import argparse
-import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import onnxruntime
 import pandas as pd
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoSuchFile,
+)
 from PIL import Image, UnidentifiedImageError
 
-from .files import files_in, write_csv
+from .files import (
+    DamagedFile,
+    FileFault,
+    NotRegularFile,
+    files_in,
+    open_regular,
+    read_json,
+    write_csv,
+)
 from .preprocess import as_srgb, square
 
 BATCH_SIZE = 32
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")  # download.MAGIC's
+
+
+class TooManyPixels(ValueError):
+    """An image larger than verify would have let into training: refused before decoding,
+    as a 420 KB PNG can hold 144 million pixels (1.8 GB to decode)."""
 
 
 @dataclass
@@ -37,24 +60,42 @@ class Predictor:
 
     def __init__(self, folder: str | Path, threads: int = 0):
         folder = Path(folder)
-        self.meta = json.loads((folder / "model.json").read_text())
+        self.meta = read_json(folder / "model.json")
         self.classes = self.meta["classes"]
+        # Models exported before model.json recorded verify's limit get Pillow's own.
+        self.max_pixels = self.meta.get("max_pixels", Image.MAX_IMAGE_PIXELS)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice, one per core
-        self.session = onnxruntime.InferenceSession(
-            str(folder / self.meta["file"]), options, providers=["CPUExecutionProvider"]
-        )
+        model = folder / self.meta["file"]
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(model), options, providers=["CPUExecutionProvider"]
+            )
+        except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as error:
+            raise DamagedFile(model, str(error)) from error
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         """The model's input for one decoded image: uint8 (3, size, size), as model.json says."""
         return np.asarray(square(as_srgb(image), self.meta["image_size"])).transpose(2, 0, 1)
 
     def file_pixels(self, path: str | Path) -> np.ndarray:
-        """The model's input for one file. A JPEG is decoded at the smallest scale that still
-        covers the input size, and the photo is let go at once: a batch holds model-size
-        arrays, not photos."""
+        """The model's input for one file (see image_pixels)."""
+        with open_regular(path) as file:
+            return self.image_pixels(file)
+
+    def image_pixels(self, file: BinaryIO) -> np.ndarray:
+        """The model's input for an image file's bytes. Only the formats that download keeps
+        are decoded (Pillow's others include PostScript, which runs Ghostscript). A JPEG is
+        decoded at the smallest scale that still covers the input size, and the photo is let
+        go at once: a batch holds model-size arrays, not photos."""
         size = self.meta["image_size"]
-        with Image.open(path) as image:
+        with Image.open(file, formats=IMAGE_FORMATS) as image:
+            width, height = image.size  # from the header: nothing is decoded yet
+            if width * height > self.max_pixels:
+                raise TooManyPixels(
+                    f"{width}x{height} is over the max_pixels of {self.max_pixels} that the "
+                    "model was trained with"
+                )
             image.draft(None, (size, size))
             return self.pixels(image)
 
@@ -83,9 +124,11 @@ class Predictor:
                 try:
                     batch.append(self.file_pixels(path))
                     readable.append(row)
+                except (NotRegularFile, TooManyPixels, Image.DecompressionBombError) as error:
+                    row["error"] = str(error)
                 except UnidentifiedImageError as error:
                     row["error"] = f"not an image: {error}"
-                except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+                except (OSError, ValueError, SyntaxError) as error:
                     row["error"] = f"cannot read: {error}"
             if batch:
                 for row, probabilities in zip(readable, self.probabilities(batch), strict=True):
@@ -113,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (Path(args.model) / "model.json").is_file():
         parser.error(f"{args.model} has no model.json: give the folder that export wrote")
-    missing = [path for path in args.images if not Path(path).exists()]
+    missing = [path for path in args.images if not os.path.lexists(path)]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
-    table = Predictor(args.model, args.threads).predict_files(files_in(args.images))
+    try:
+        predictor = Predictor(args.model, args.threads)
+    except FileFault as error:
+        parser.exit(1, f"{parser.prog}: {error}\n")
+    table = predictor.predict_files(files_in(args.images))
     if args.output:
         write_csv(args.output, table)
     else:

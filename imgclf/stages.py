@@ -3,7 +3,6 @@
 Each returns what it made; the rule's script writes it.
 """
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from matplotlib.figure import Figure
 
 from . import lr_find
 from .checkpoint import Checkpoint, run_key
-from .files import file_sha256
+from .files import file_sha256, read_json
 from .job import Job
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier
 from .plots import plot_image_grid, plot_lr_find
@@ -58,7 +57,7 @@ def stage_rates(
     """
     reason = "max_lr in the config"
     if max_lr == "auto":
-        found = json.loads(Path(lr_find_json).read_text())
+        found = read_json(lr_find_json)
         hi, reason = found["lr"], f"auto: {found['reason']}"
         max_lr = [hi / 100, hi] if discriminative else hi
     if isinstance(max_lr, list):
@@ -138,7 +137,7 @@ def train_stage(
         "split_sha256": file_sha256(job.split),
     }
     if stage1_meta is not None:
-        stage1 = json.loads(Path(stage1_meta).read_text())
+        stage1 = read_json(stage1_meta)
         config["stages"] = stage1["config"]["stages"]
         meta["versus_stage1"] = versus_stage1(stage1["metrics"], metrics)
     config["stages"][stage] = {"max_lr": rates, **asdict(settings)}
@@ -188,7 +187,7 @@ def find_lr(
     model = job.build(stage1_weights)
     stage1_lr = None
     if stage1_meta is not None:
-        stage1_lr = json.loads(Path(stage1_meta).read_text())["peak_learning_rates"][-1]
+        stage1_lr = read_json(stage1_meta)["peak_learning_rates"][-1]
         settings = lr_find.up_to(settings, stage1_lr)
     result = lr_find.sweep(
         model,

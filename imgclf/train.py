@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .data import Collate
-from .files import atomic_path
+from .files import DamagedFile, atomic_path
 from .models import Classifier
 from .schedule import OneCycle
 
@@ -248,4 +249,8 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    model.load_state_dict(load_file(path), strict=True)
+    try:
+        weights = load_file(path)
+    except (OSError, SafetensorError) as error:
+        raise DamagedFile(path, f"unreadable weights: {error}") from error
+    model.load_state_dict(weights, strict=True)

@@ -8,17 +8,15 @@ Output: audit.csv, every image with its issue ('' for none), suggested label and
 the likeliest problems first.
 """
 
-import numpy as np
-
 from imgclf.audit import AuditSettings, audit
-from imgclf.files import read_csv, write_csv
+from imgclf.files import read_arrays, read_csv, write_csv
 from imgclf.logs import setup_logging
 from imgclf.split import read_split
 
 if __name__ == "__main__":
     setup_logging(snakemake.log[0])
-    with np.load(snakemake.input.features, allow_pickle=False) as arrays:
-        ids, features, distances = arrays["ids"], arrays["features"], arrays["distances"]
+    arrays = read_arrays(snakemake.input.features)
+    ids, features, distances = arrays["ids"], arrays["features"], arrays["distances"]
     table = audit(
         read_split(snakemake.input.split),
         ids,

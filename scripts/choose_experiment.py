@@ -7,13 +7,12 @@ model.json with the experiment and why), review (results/interpret/review.csv, w
 review command and the cleaner read).
 """
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from imgclf.experiments import choose_experiment
-from imgclf.files import write_bytes, write_json
+from imgclf.files import read_json, write_bytes, write_json
 from imgclf.logs import setup_logging
 
 if __name__ == "__main__":
@@ -22,7 +21,7 @@ if __name__ == "__main__":
     board = pd.read_csv(inputs.leaderboard, dtype={"experiment": str})  # "2" is a name too
     name, reason = choose_experiment(params.choice, board)
     chosen = params.experiments.index(name)
-    meta = json.loads(Path(inputs.metas[chosen]).read_text())
+    meta = read_json(inputs.metas[chosen])
     write_json(snakemake.output.meta, {**meta, "experiment": name, "experiment_reason": reason})
     write_bytes(snakemake.output.model, Path(inputs.models[chosen]).read_bytes())
     write_bytes(snakemake.output.review, Path(inputs.reviews[chosen]).read_bytes())

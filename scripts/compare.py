@@ -7,13 +7,12 @@ the order of params.experiments; params.stages says how many histories each has.
 Outputs: leaderboard (CSV, best first), error_per_epoch and error_versus_time (PNG).
 """
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from imgclf.experiments import Experiment, leaderboard
-from imgclf.files import write_csv
+from imgclf.files import read_json, write_csv
 from imgclf.logs import setup_logging
 from imgclf.plots import plot_error_per_epoch, plot_error_versus_time, save_figure
 from imgclf.split import read_split
@@ -24,7 +23,7 @@ def read_experiments(inputs, params) -> list[Experiment]:
     return [
         Experiment(
             name,
-            json.loads(Path(metrics).read_text()),
+            read_json(metrics),
             [pd.read_csv(next(histories)) for _ in params.stages[name]],
             Path(export).parent,
         )

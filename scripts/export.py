@@ -2,6 +2,7 @@
 
 Inputs: split (split.csv) and pack (for validation images to check the export on); model (the
 model.json and model.safetensors of the stages that final_model needs).
+Params: job, final_model, max_pixels (verify's, for predict to refuse larger images).
 Outputs: model (model.onnx), meta (model.json: how to feed it, the classes, its provenance).
 """
 
@@ -20,6 +21,7 @@ if __name__ == "__main__":
         ),
         choose_model(snakemake.params.final_model, snakemake.input.model),
         onnx_name=Path(snakemake.output.model).name,
+        max_pixels=snakemake.params.max_pixels,
     )
     write_bytes(snakemake.output.model, exported.onnx)
     write_json(snakemake.output.meta, exported.meta)

@@ -1,4 +1,6 @@
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,26 @@ def download_settings():
 @pytest.fixture
 def verify_settings():
     return VerifySettings(max_size=40, min_size=16, max_pixels=1_000_000, placeholder_urls=3)
+
+
+@pytest.fixture
+def tmpfs():
+    """mount(folder, size): a real filesystem of `size` (as mount's size=, such as 256k) at
+    `folder`, for the writes that fill it; mount it again to resize it. Unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs takes root (CI runs as root)")
+    mounted = []
+
+    def mount(folder: Path, size: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        options = f"remount,size={size}" if folder in mounted else f"size={size}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in dict.fromkeys(reversed(mounted)):
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def fingerprint(folder: Path) -> dict[str, tuple[int, int]]:

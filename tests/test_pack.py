@@ -12,6 +12,7 @@ from safetensors.torch import save
 from bench.in_memory import decoded_in_memory, in_memory_loaders
 from imgclf.data import Augment, make_loaders
 from imgclf.demo import write_digits
+from imgclf.files import DamagedFile
 from imgclf.models import build_model, freeze_body
 from imgclf.pack import Pack, PackError, presized_side, write_pack
 from imgclf.sources import list_images
@@ -44,6 +45,25 @@ def test_each_image_is_packed_as_decoding_its_file_gives_it(tmp_path):
     assert list(pack.positions(["id3", "id0"])) == [3, 0]
     with pytest.raises(PackError, match="1 images of the split are not in the pack.*idX"):
         pack.positions(["id1", "idX"])
+
+
+def test_a_damaged_pack_or_image_is_named_with_the_rule_that_rebuilds_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("results/verify/images")
+    folder.mkdir(parents=True)
+    paths = [str(folder / f"{seed}.png") for seed in range(3)]
+    for seed, path in enumerate(paths):
+        Path(path).write_bytes(images.png(seed, (64, 48)))
+    files = ("results/pack/32/images.u8", "results/pack/32/index.npz")
+    write_pack(paths, ["a", "b", "c"], 32, *files, threads=2)
+    whole = Path(files[0]).read_bytes()
+    Path(files[0]).write_bytes(whole[:-10])
+    with pytest.raises(DamagedFile, match=r"images.u8 is damaged .* --forcerun pack$"):
+        Pack(*files)
+    Path(paths[1]).write_bytes(images.png(1, (64, 48))[:200])
+    with pytest.raises(DamagedFile, match=rf"^{paths[1]} is damaged .* --forcerun verify$"):
+        write_pack(paths, ["a", "b", "c"], 32, *files, threads=2)
+    assert Path(files[0]).read_bytes() == whole[:-10], "a failed pack replaced the old one"
 
 
 def test_an_empty_manifest_gives_an_empty_pack(tmp_path):

@@ -1,7 +1,9 @@
 """End-to-end runs of the whole workflow: tiny images (32 px, one epoch), and the demo."""
 
 import hashlib
+import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -393,12 +395,43 @@ def test_predict_reads_every_file_as_verify_does_and_never_dies_on_one(trained, 
         (tmp_path / name).write_bytes(data)
     table = predictor.predict_files(sorted(str(tmp_path / name) for name in files))
     rows = table.set_index(table["path"].map(lambda path: Path(path).name))
-    assert rows.at["bomb.png", "error"].startswith("cannot read")
+    assert rows.at["bomb.png", "error"].startswith("Image size (400000000 pixels) exceeds")
     assert pd.isna(rows.at["bomb.png", "index"])
     for same, as_ in (("deep.png", "eight.png"), ("profiled.png", "blue.png")):
         assert rows.loc[same, CLASSES].astype(float).tolist() == pytest.approx(
             rows.loc[as_, CLASSES].astype(float).tolist(), abs=1e-3
         ), same
+
+
+def test_predict_answers_every_entry_with_a_row_and_never_waits_on_one(trained, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(trained / "photos/red/0.png", folder / "red.png")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "zeros.png").symlink_to("/dev/zero")
+    (folder / "gone.png").symlink_to(folder / "nothing")
+    os.mkfifo(tmp_path / "named.png")
+    (tmp_path / "huge.png").write_bytes(images.png_header_only(12000, 12000))
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "imgclf.predict", str(trained / "results/export")),
+            *(str(folder), str(tmp_path / "named.png"), str(tmp_path / "huge.png")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    table = pd.read_csv(io.StringIO(result.stdout), keep_default_na=False)
+    errors = dict(zip(table["path"].map(lambda path: Path(path).name), table["error"], strict=True))
+    assert errors["red.png"] == ""
+    for name in ("pipe.png", "zeros.png", "named.png"):
+        assert errors[name].endswith(f"{name} is not a regular file"), errors[name]
+    assert errors["loop.png"].endswith("is not a regular file (a symbolic link loop)")
+    assert "No such file" in errors["gone.png"]
+    assert errors["huge.png"].startswith("12000x12000 is over the max_pixels of 50000000")
+    assert len(table) == 7
 
 
 @pytest.mark.timeout(300)

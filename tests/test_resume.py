@@ -111,3 +111,10 @@ def test_a_checkpoint_of_another_run_is_ignored_with_a_log_line(tmp_path, caplog
     with caplog.at_level(logging.INFO):
         train("split B")  # its own checkpoint, of its one finished epoch: nothing left to train
     assert "resuming after epoch 1" in caplog.text and "stage1 epoch" not in caplog.text
+    caplog.clear()
+    whole = (tmp_path / "stage1.safetensors").read_bytes()
+    (tmp_path / "stage1.safetensors").write_bytes(whole[:100])  # cut short by a full disk
+    with caplog.at_level(logging.INFO):
+        train("split B")
+    assert "ignoring the unreadable checkpoint" in caplog.text
+    assert "stage1 epoch" in caplog.text  # trained from the start

@@ -8,6 +8,7 @@ import pytest
 
 from imgclf.archives import Limits, fetch_archive
 from imgclf.demo import DIGIT_NAMES, write_digits
+from imgclf.files import WriteFailed
 from imgclf.sources import (
     SourceError,
     archive_dir_name,
@@ -104,6 +105,16 @@ def test_a_local_archive_is_unpacked(tmp_path, kind, limits):
     assert class_urls("archive", {"pattern": r"(\w+)_\d+\.jpg"}, "dog", [str(dest)]) == [
         str(dest / "images" / "dog_1.jpg")
     ]
+
+
+def test_an_archive_that_fills_the_disk_is_a_disk_error_not_a_bad_archive(tmpfs, tmp_path, limits):
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        for index in range(20):
+            opened.writestr(f"images/dog_{index}.jpg", images.jpeg(index, (200, 200), quality=100))
+    disk = tmpfs(tmp_path / "disk", "64k")
+    with pytest.raises(WriteFailed, match=f"cannot write to {disk}/out: No space left on device"):
+        fetch_archive(str(archive), disk / "out", limits)
 
 
 def test_an_archive_is_downloaded_by_url(server, tmp_path, limits):

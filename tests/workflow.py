@@ -10,6 +10,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A process that holds the workflow's run lock in its working folder, as a run does, until
+# killed; it prints "held" once it has it.
+HOLD_RUN_LOCK = """
+import time
+from imgclf.files import RunLock
+from imgclf.layout import RUN_LOCK
+lock = RunLock(RUN_LOCK)
+lock.acquire()
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """Snakemake on this repository's workflow in `workdir`, with workdir's config."""
     return [

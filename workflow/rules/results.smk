@@ -113,6 +113,7 @@ rule export:
     params:
         job=training_job,
         final_model=experiment_setting("final_model"),
+        max_pixels=lookup(dpath="verify/max_pixels", within=config),
     script:
         "../../scripts/export.py"
 
