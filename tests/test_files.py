@@ -41,6 +41,13 @@ def test_a_full_disk_is_one_error_naming_the_folder_and_its_free_space(tmpfs, tm
     assert not list(folder.glob(".*.part")), "the temporary file of the failed write is left"
 
 
+def test_a_read_only_disk_is_the_same_one_error(tmpfs, tmp_path):
+    disk = tmpfs(tmp_path / "disk", "256k")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    with pytest.raises(WriteFailed, match=f"cannot write to {disk}/export: Read-only file system"):
+        write_json(disk / "export/model.json", {"classes": ["a"]})
+
+
 def test_a_written_file_gets_the_umask_as_any_program_s_would(tmp_path):
     for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
         before = os.umask(umask)
