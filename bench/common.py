@@ -56,3 +56,21 @@ def report(name: str, ours: list[float], baseline: list[float], items: int, targ
         f"{name}: ratio {ratio:.2f}x (runs: {', '.join(f'{r:.2f}' for r in ratios)}); "
         f"target >= {target}x: {'met' if ratio >= target else 'NOT met'}"
     )
+
+
+def write_export(folder: Path, model, classes: list[str], size: int) -> None:
+    """An export folder as the workflow writes one (model.onnx, model.json's fields that
+    Predictor and the server read) for a torch model, trained or not."""
+    import json
+
+    from imgclf.export import to_onnx
+
+    (folder / "model.onnx").write_bytes(to_onnx(model, size)[0])
+    meta = {
+        "file": "model.onnx",
+        "classes": classes,
+        "image_size": size,
+        "input": {"name": "images"},
+        "output": {"name": "probabilities"},
+    }
+    (folder / "model.json").write_text(json.dumps(meta))

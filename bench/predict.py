@@ -8,7 +8,6 @@ and their ratio (target: batched throughput at least 1.0x torch's).
 """
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -19,11 +18,10 @@ import torch
 import yaml
 
 from imgclf.data import Collate
-from imgclf.export import to_onnx
 from imgclf.models import build_model
 from imgclf.predict import Predictor
 
-from .common import report, timed
+from .common import report, timed, write_export
 from .demo_data import REPO
 
 BATCH = 64
@@ -52,14 +50,7 @@ def main() -> None:
         model(normalised).softmax(1)
 
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "model.onnx").write_bytes(to_onnx(model, args.size)[0])
-        meta = {
-            "file": "model.onnx",
-            "classes": classes,
-            "image_size": args.size,
-            "input": {"name": "images"},
-        }
-        (Path(folder) / "model.json").write_text(json.dumps(meta))
+        write_export(Path(folder), model, classes, args.size)
         predictor = Predictor(folder, threads=args.threads)
 
         def onnx_predict(batch: torch.Tensor) -> None:

@@ -11,25 +11,28 @@ opens only the image files listed in the manifest, by id.
 """
 
 import argparse
-import contextlib
-import json
 import re
 import sys
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import web
 from .config import read_config
 from .files import TableError, read_csv
 from .labels import DROP, LabelsError, label_overrides, read_labels, write_decisions
 from .layout import MANIFEST, REVIEW, SPLIT
 from .review import KEEP, ReviewError
 
-IMAGE_ID = re.compile(r"^/image/([0-9a-f]{16})$")
+IMAGE_ID = re.compile(r"[0-9a-f]{16}")
 MAX_BODY = 4096
-REQUEST_TIMEOUT = 10  # seconds a client may take to send a request it announced
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
@@ -70,6 +73,9 @@ class Cleaner:
                     "suggested": review.at[image.id, "suggested"] if reviewed else "",
                     "predicted": review.at[image.id, "predicted"] if reviewed else "",
                     "loss": float(review.at[image.id, "loss"]) if reviewed else None,
+                    "probability": (
+                        float(review.at[image.id, "probability"]) if reviewed else None
+                    ),
                     "decision": "" if decision is None else decision or DROP,
                     "rank": order.get(image.id, len(order)),
                 }
@@ -91,129 +97,61 @@ class Cleaner:
         return {"id": image_id, "decision": decision, "label": label}
 
 
-class Handler(BaseHTTPRequestHandler):
+def make_app(cleaner: Cleaner, hosts: set[str], body_seconds: float):
     """GET /, /api/images and /image/<id>; POST /api/decision. Anything else is refused.
 
-    Only requests for this server by name (127.0.0.1:PORT or localhost:PORT) are answered, and
-    a decision only from a page of those origins: another site's page that a browser was led
-    to this port (DNS rebinding, a form) can neither read the images nor write a label.
+    The guards are web.Guard's: on 127.0.0.1 only requests for this server by name are
+    answered, and a decision only from a page of this origin, so another site's page that a
+    browser was led to this port (DNS rebinding, a form) can neither read the images nor write
+    a label. Only the image files listed in the manifest are served, by id.
     """
 
-    cleaner: Cleaner
-    server_version = "imgclf-cleaner"
-    timeout = REQUEST_TIMEOUT
+    async def page(request: Request) -> Response:
+        return HTMLResponse(files("imgclf").joinpath("cleaner.html").read_text())
 
-    def hosts(self) -> set[str]:
-        port = self.server.server_port
-        return {f"127.0.0.1:{port}", f"localhost:{port}"}
-
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if self.headers.get("Host") not in self.hosts():
-            self.send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unexpected Host"})
-            return False
-        return True
-
-    def do_GET(self) -> None:
-        if self.path == "/":
-            page = files("imgclf").joinpath("cleaner.html").read_bytes()
-            self.send(HTTPStatus.OK, page, "text/html; charset=utf-8")
-        elif self.path == "/api/images":
-            try:
-                images = self.cleaner.images()
-            except TableError as error:
-                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
-                return
-            state = {
-                "classes": self.cleaner.classes,
-                "labels_file": str(self.cleaner.labels_path),
-                "images": images,
+    async def images(request: Request) -> Response:
+        try:
+            found = await run_in_threadpool(cleaner.images)
+        except TableError as failure:
+            return web.error(500, str(failure))
+        return JSONResponse(
+            {
+                "classes": cleaner.classes,
+                "labels_file": str(cleaner.labels_path),
+                "images": found,
             }
-            self.send_json(HTTPStatus.OK, state)
-        elif match := IMAGE_ID.match(self.path):
-            self.send_image(match.group(1))
-        else:
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
+        )
 
-    def do_POST(self) -> None:
-        if self.path != "/api/decision":
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
-            return
-        origin = self.headers.get("Origin")
-        if origin is not None and origin not in {f"http://{host}" for host in self.hosts()}:
-            self.send_json(HTTPStatus.FORBIDDEN, {"error": "decisions come from this page only"})
-            return
-        if self.headers.get_content_type() != "application/json":
-            self.send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send JSON"})
-            return
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            self.close_connection = True  # where its body ends is unknown
-            self.send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a decimal Content-Length"})
-            return
-        if int(length) > MAX_BODY:
-            self.close_connection = True
-            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "request too large"})
-            return
+    async def image(request: Request) -> Response:
+        image_id = request.path_params["id"]
+        path = cleaner.paths.get(image_id) if IMAGE_ID.fullmatch(image_id) else None
+        if path is None:
+            return web.error(404, f"{image_id} is not in the manifest")
+        file = cleaner.folder / path
+        return FileResponse(file, media_type=IMAGE_TYPES.get(file.suffix.lower(), ""))
+
+    async def decision(request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return web.error(415, "send JSON")
+        body = web.read_json_body(await web.read_body(request, MAX_BODY, body_seconds))
         try:
-            data = self.rfile.read(int(length))
-        except TimeoutError:
-            self.close_connection = True
-            self.send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": "the body did not arrive"})
-            return
-        try:
-            body = json.loads(data)
             if not isinstance(body, dict) or set(body) != {"id", "decision"}:
                 raise ReviewError('send {"id": ..., "decision": ...}')
-            result = self.cleaner.decide(str(body["id"]), str(body["decision"]))
-        except RecursionError:
-            self.send_json(HTTPStatus.BAD_REQUEST, {"error": "JSON nested too deeply"})
-            return
-        except (ValueError, ReviewError, LabelsError) as error:
-            self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
-            return
-        self.send_json(HTTPStatus.OK, result)
+            result = await run_in_threadpool(cleaner.decide, str(body["id"]), str(body["decision"]))
+        except (ReviewError, LabelsError) as failure:
+            return web.error(400, str(failure))
+        return JSONResponse(result)
 
-    def refuse(self) -> None:
-        self.send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "only GET and POST"})
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = refuse
-
-    def send_image(self, image_id: str) -> None:
-        path = self.cleaner.paths.get(image_id)
-        if path is None:
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{image_id} is not in the manifest"})
-            return
-        file = self.cleaner.folder / path
-        self.send(HTTPStatus.OK, file.read_bytes(), IMAGE_TYPES.get(file.suffix.lower(), ""))
-
-    def send_json(self, status: HTTPStatus, payload) -> None:
-        self.send(status, json.dumps(payload).encode(), "application/json")
-
-    def send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        # One key drops an image: no other page may frame this one and trick the keys out.
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_request(self, code="-", size="-") -> None:
-        """Only refusals: a line per image shown would bury the address to open."""
-        if str(code).isdigit() and int(code) >= 400:
-            super().log_request(code, size)
-
-
-def make_server(folder: Path, config: dict, port: int = 0) -> ThreadingHTTPServer:
-    """The cleaner's server on 127.0.0.1 (port 0: any free one); serve_forever() runs it."""
-    handler = type("BoundHandler", (Handler,), {})
-    handler.cleaner = Cleaner(folder, list(config["classes"]), config["labels"])
-    return ThreadingHTTPServer(("127.0.0.1", port), handler)
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/images", images),
+            Route("/image/{id}", image),
+            Route("/api/decision", decision, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: web.http_error},
+    )
+    return web.Guard(app, hosts, token=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,16 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config.yaml", help="the workflow's config")
     parser.add_argument("--directory", default=".", help="the workflow's folder (default: .)")
     parser.add_argument("--port", type=int, default=8765, help="0 for any free port")
+    parser.add_argument(
+        "--body-seconds", type=float, default=10.0, help="seconds a client has to send a body"
+    )
     args = parser.parse_args(argv)
     folder = Path(args.directory)
     try:
-        server = make_server(folder, read_config(folder / args.config), args.port)
-    except (FileNotFoundError, OSError, TableError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"Label cleaner on http://127.0.0.1:{server.server_port}/ (Ctrl-C to stop)", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops it
-        server.serve_forever()
+        config = read_config(folder / args.config)
+        cleaner = Cleaner(folder, list(config["classes"]), config["labels"])
+    except (FileNotFoundError, OSError, TableError) as failure:
+        parser.exit(1, f"error: {failure}\n")
+    try:  # 127.0.0.1 only: the page writes the labels file, and it has no token
+        sock, hosts, url = web.listen("127.0.0.1", args.port)
+    except OSError as failure:
+        parser.exit(1, f"{parser.prog}: cannot listen on port {args.port}: {failure}\n")
+    print(f"Label cleaner on {url} (Ctrl-C to stop)", flush=True)
+    web.run(make_app(cleaner, hosts, args.body_seconds), sock, max_connections=64)
     return 0
 
 

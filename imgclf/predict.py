@@ -58,7 +58,9 @@ class Prediction:
 class Predictor:
     """An exported model folder (model.json beside model.onnx), ready to classify images."""
 
-    def __init__(self, folder: str | Path, threads: int = 0):
+    def __init__(self, folder: str | Path, threads: int = 0, spinning: bool = True):
+        """`spinning`: ONNX Runtime's threads wait for the next run busily, which makes runs
+        back to back faster, and steals the CPU from any other work of the process."""
         folder = Path(folder)
         self.meta = read_json(folder / "model.json")
         self.classes = self.meta["classes"]
@@ -66,6 +68,7 @@ class Predictor:
         self.max_pixels = self.meta.get("max_pixels", Image.MAX_IMAGE_PIXELS)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice, one per core
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         model = folder / self.meta["file"]
         try:
             self.session = onnxruntime.InferenceSession(
