@@ -1,8 +1,9 @@
 # imgclf: from image URLs or folders to a cleaned data set and a classifier.
 # This file is the table of contents; the rules live in workflow/rules/.
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
-from imgclf.config import check_config_size, schema
+from imgclf.config import check_config_size, schema, settle_classes
 from imgclf.files import RunLock
 from imgclf.layout import RUN_LOCK
 
@@ -14,6 +15,8 @@ configfile: "config.yaml"
 
 check_config_size(config)  # before validate, which would walk a YAML bomb for ever
 validate(config, schema("config"))
+where = settle_classes(config)
+logger.info(f"{len(config['classes'])} classes, {where}: {', '.join(config['classes'])}")
 
 
 include: "workflow/rules/common.smk"

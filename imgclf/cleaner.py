@@ -154,9 +154,9 @@ def make_app(cleaner: Cleaner, hosts: set[str], body_seconds: float):
     return web.Guard(app, hosts, token=None)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m imgclf.cleaner") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imgclf.cleaner",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

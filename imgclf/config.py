@@ -1,5 +1,6 @@
 """The config: read as the workflow reads it, and the checks its JSON schema cannot express."""
 
+import json
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from .demo import DEMO_SETS
-from .sources import SOURCE_KINDS, is_url
+from .sources import SOURCE_KINDS, SourceError, found_classes, is_url
 
 
 def schema(name: str) -> str:
@@ -57,6 +58,7 @@ def read_config(path: str | Path) -> dict:
     config = yaml.safe_load(Path(path).read_text())
     check_config_size(config)
     validate(config, schema("config"))
+    settle_classes(config)
     return config
 
 
@@ -86,6 +88,31 @@ def experiment_configs(config: dict) -> dict[str, dict]:
         except WorkflowError as error:
             raise ConfigError(f"experiments.{name}: {error}") from None
     return configs
+
+
+def settle_classes(config: dict) -> str:
+    """Give a validated config its `classes`: as listed, or found in the data that
+    `classes_from` names (see sources.found_classes), which then leaves the config. Returns
+    where the classes came from, for the log."""
+    given = [key for key in ("classes", "classes_from") if key in config]
+    if len(given) != 1:
+        raise ConfigError(
+            "config.yaml: give classes (each class and its source) or classes_from (a folder "
+            f"to find them in), one of the two (found: {', '.join(given) or 'neither'})"
+        )
+    if given == ["classes"]:
+        return "listed under classes"
+    spec = config.pop("classes_from")
+    if ("folder" in spec) == ("url_lists" in spec) or ("pattern" in spec and "url_lists" in spec):
+        raise ConfigError(
+            "classes_from: give folder (its sub-folders are the classes), folder and pattern "
+            "(group 1 of each image's path is its class), or url_lists (urls_<class>.txt files)"
+        )
+    try:
+        config["classes"] = found_classes(spec)
+    except (SourceError, re.error) as error:
+        raise ConfigError(str(error)) from None
+    return f"found in {spec.get('folder') or spec['url_lists']}"
 
 
 def check_class_source(name: str, source: dict) -> list[str]:
@@ -138,3 +165,37 @@ def check_config(config: dict) -> None:
         problems.append(f"final_experiment: {choice!r} is not an experiment (they are: {named})")
     if problems:
         raise ConfigError("config.yaml is not usable:\n  " + "\n  ".join(problems))
+
+
+def reference() -> str:
+    """docs/config.md: every key of config.schema.yaml with its type, default and meaning."""
+    document = yaml.safe_load(Path(schema("config")).read_text())
+    rows = []
+
+    def walk(node: dict, key: str) -> None:
+        kind = node.get("type") or " or ".join(
+            str(option.get("type") or option.get("const")) for option in node.get("oneOf", [])
+        )
+        if "enum" in node:
+            kind = " or ".join(map(str, node["enum"]))
+        default = node.get("default")
+        shown = "" if default is None or default == {} else f"`{json.dumps(default)}`"
+        text = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+        rows.append(f"| `{key}` | {kind} | {shown} | {text} |")
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{key}.{name}" if key else name)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{key}.NAME")
+
+    for name, child in document["properties"].items():
+        walk(child, name)
+    return (
+        "# config.yaml: every key\n\n"
+        "Generated from `imgclf/schemas/config.schema.yaml` by `python -m imgclf.config > "
+        "docs/config.md`; a test keeps the two in step. A key left out takes its default.\n\n"
+        "| key | type | default | what it does |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

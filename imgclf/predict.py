@@ -146,9 +146,9 @@ class Predictor:
         return pd.DataFrame(rows, columns=columns).astype({"index": "Int64"})
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m imgclf.predict") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imgclf.predict",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -56,9 +56,9 @@ def apply_review(review: str, labels_path: str, manifest: str, classes: list[str
     return write_decisions(labels_path, images, decisions, classes)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m imgclf.review") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imgclf.review",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -414,10 +414,10 @@ def v2_images(request: object, model: Model) -> tuple[np.ndarray, str | None]:
     return data.astype(np.uint8), str(request_id) if request_id is not None else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m imgclf.serve") -> int:
     defaults = ServeSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m imgclf.serve",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--{field.replace('_', '-')}",
             type=type(value),
             default=value,
+            metavar="N",
             help=f"{help_text} (default {value:g})",
         )
     args = parser.parse_args(argv)

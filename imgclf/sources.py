@@ -127,6 +127,55 @@ def class_inputs(sources: dict[str, dict]) -> dict[str, list[str]]:
     return inputs
 
 
+CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as the schema's propertyNames
+URL_LIST_NAME = re.compile(r"^urls_(.+)\.txt$")
+
+
+def found_classes(spec: dict) -> dict[str, dict]:
+    """Each class found in the data that `classes_from` names, with its own source, as if the
+    config had listed them (sorted):
+
+    - folder: every sub-folder that holds images is a class (fastai's from_folder);
+    - folder and pattern: the pattern's group 1 in each image's path inside the folder is
+      its class (fastai's from_name_re: the pets' 37 breeds from their file names);
+    - url_lists: every urls_<class>.txt in the folder is a class's URL list.
+
+    A name that a class may not have stops the run, naming where it came from.
+    """
+    folder = Path(spec.get("folder") or spec["url_lists"])
+    if not folder.is_dir():
+        raise SourceError(f"classes_from: folder {str(folder)!r} does not exist")
+    if "url_lists" in spec:
+        matches = ((URL_LIST_NAME.match(path.name), path) for path in sorted(folder.iterdir()))
+        found = {match[1]: ({"urls": str(path)}, path) for match, path in matches if match}
+    elif "pattern" in spec:
+        regex = re.compile(spec["pattern"])
+        found = {}
+        for path in image_files(folder):
+            match = regex.search(path.relative_to(folder).as_posix())
+            if match and match[1] not in found:
+                found[match[1]] = ({"folder": str(folder), "pattern": spec["pattern"]}, path)
+    else:
+        found = {
+            child.name: ({"folder": str(child)}, child)
+            for child in sorted(folder.iterdir())
+            if child.is_dir() and not child.name.startswith(".") and image_files(child)
+        }
+    for name, (_, origin) in found.items():
+        if not CLASS_NAME.match(name) or name == "drop":
+            raise SourceError(
+                f"classes_from: {origin} gives the class name {name!r}; a class name is letters, "
+                "digits and _ . - (not first), and not 'drop' (the word for leaving an image "
+                "out): rename it, or list the classes under classes"
+            )
+    if len(found) < 2:
+        raise SourceError(
+            f"classes_from: {folder} gives {len(found)} class(es) ({', '.join(found) or 'none'}); "
+            "a classifier needs at least two"
+        )
+    return {name: found[name][0] for name in sorted(found)}
+
+
 def search_images(query: str, max_results: int) -> list[str]:
     """Image URLs from a web image search (DuckDuckGo and others, through `ddgs`)."""
     from ddgs import DDGS

@@ -145,11 +145,14 @@ def add_address_options(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=port, help="0 for any free port")
     access = parser.add_mutually_exclusive_group()
-    access.add_argument("--token-file", help="a file holding the token clients must send")
+    access.add_argument(
+        "--token-file", metavar="FILE", help="a file holding the token clients must send"
+    )
     access.add_argument("--no-auth", action="store_true", help="no token, on any address")
     parser.add_argument(
         "--allowed-host",
         action="append",
+        metavar="HOST:PORT",
         help="a Host header to answer (host:port; repeat it); default on 127.0.0.1: its own",
     )
 

@@ -48,3 +48,10 @@ def test_the_schemas_ship_inside_the_package():
     for name in ("config", "labels"):
         assert Path(schema(name)).is_file()
         assert Path(schema(name)).parent == REPO / "imgclf" / "schemas"
+
+
+def test_the_config_reference_is_the_schema_s():
+    from imgclf.config import reference
+
+    written = (REPO / "docs/config.md").read_text()
+    assert written == reference(), "regenerate it: python -m imgclf.config > docs/config.md"

@@ -1,0 +1,109 @@
+"""imgclf: one command for what you do around a run of the workflow.
+
+    imgclf init PHOTOS [--output config.yaml]   a starting config for a folder of photos
+    imgclf predict results/export IMAGES...     classify images with the exported model
+    imgclf review [--labels labels.csv]         apply a reviewed queue to the labels file
+    imgclf clean                                the label cleaner in the browser
+    imgclf serve results/export                 a page and an API for the exported model
+
+`imgclf COMMAND --help` says more. The workflow itself runs with `snakemake --cores 4`.
+"""
+
+import argparse
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from .sources import SourceError, found_classes, image_files
+
+# The subcommands and the modules whose main() they run; imported only when called, so that
+# `imgclf predict` starts without the web stack and `imgclf serve` without the rest.
+COMMANDS = {
+    "predict": "imgclf.predict",
+    "review": "imgclf.review",
+    "clean": "imgclf.cleaner",
+    "serve": "imgclf.serve",
+}
+# fastai's pets: a class name, an underscore, a number (Abyssinian_12.jpg, great_pyrenees_3.jpg).
+NAME_NUMBER = r"^(?:.*/)?(.+)_\d+\.\w+$"
+
+
+def starting_config(folder: str) -> tuple[dict, str]:
+    """The classes_from entry for a folder of photos, and how its classes were found: its
+    sub-folders when they hold the photos, else the name_number file-name pattern."""
+    tried = []
+    for spec, how in (
+        ({"folder": folder}, "its sub-folders"),
+        ({"folder": folder, "pattern": NAME_NUMBER}, "the file names (class_number.jpg)"),
+    ):
+        try:
+            return {"classes_from": spec, "classes": found_classes(spec)}, how
+        except SourceError as error:
+            tried.append(str(error))
+    raise SourceError(
+        f"no classes found in {folder}: put each class's photos in a sub-folder of its name, "
+        "or name them class_number.jpg (" + "; ".join(tried) + ")"
+    )
+
+
+def init(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="imgclf init",
+        description="Write a starting config for a folder of photos: the classes are its "
+        "sub-folders, or the names of its files (class_number.jpg); photo defaults (224 px, "
+        "flips) come from the workflow. Then: snakemake --cores 4 --configfile CONFIG.",
+    )
+    parser.add_argument("folder", help="the folder of photos")
+    parser.add_argument("--output", default="config.yaml", help="the config file to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    args = parser.parse_args(argv)
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        parser.error(f"{output} exists: give --output NEW.yaml, or --force to replace it")
+    try:
+        found, how = starting_config(args.folder)
+    except SourceError as error:
+        parser.exit(1, f"imgclf init: {error}\n")
+    classes = found.pop("classes")
+    counts = {name: count_images(name, source) for name, source in classes.items()}
+    summary = ", ".join(f"{name} ({count})" for name, count in counts.items())
+    header = (
+        f"# Written by `imgclf init {args.folder}` on {date.today()}: {len(classes)} classes "
+        f"found from {how}.\n# Every other setting is the workflow's default for photos "
+        "(224 px, flips); config.yaml of\n# the repository lists them all with comments.\n"
+    )
+    output.write_text(header + yaml.safe_dump(found, sort_keys=False))
+    print(f"{output}: {len(classes)} classes: {summary}")
+    print(f"next: snakemake --cores 4 --configfile {output}")
+    return 0
+
+
+def count_images(name: str, source: dict) -> int:
+    files = image_files(source["folder"])
+    if "pattern" not in source:
+        return len(files)
+    regex, root = re.compile(source["pattern"]), Path(source["folder"])
+    matches = (regex.search(path.relative_to(root).as_posix()) for path in files)
+    return sum(1 for match in matches if match and match[1] == name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "init":
+        return init(rest)
+    if command not in COMMANDS:
+        print(f"imgclf: no command {command!r}; the commands: init, {', '.join(COMMANDS)}")
+        return 2
+    module = __import__(COMMANDS[command], fromlist=["main"])
+    return module.main(rest, prog=f"imgclf {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
