@@ -13,10 +13,15 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 check_config_size(config)  # before validate, which would walk a YAML bomb for ever
 validate(config, schema("config"))
 where = settle_classes(config)
-logger.info(f"{len(config['classes'])} classes, {where}: {', '.join(config['classes'])}")
+logger.info(
+    f"{len(config['classes'])} classes, {where}: {', '.join(config['classes'])}"
+)
 
 
 include: "workflow/rules/common.smk"

@@ -26,13 +26,14 @@ WRITERS = {
     "export": "export",
     "compare": "compare",
     "predict": "predict",
+    "overview.html": "overview",
 }
 
 
 def rule_writing(path: str) -> str | None:
     """The rule that writes `path`, a file of the workflow's results; None for other files."""
     parts = path.split("/")
-    if parts[0] != "results" or len(parts) < 3:
+    if parts[0] != "results" or len(parts) < 2:
         return None
     rest = parts[3:] if parts[1] == "experiments" else parts[1:]
     return WRITERS.get("/".join(rest[:2])) or WRITERS.get(rest[0])

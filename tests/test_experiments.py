@@ -23,7 +23,12 @@ from .tiny_pipeline import (
 from .workflow import planned_jobs, snakemake, write_config
 
 PER_EXPERIMENT = {"interpret", "export"}  # with the training rules, what an experiment runs
-AFTER_AN_EXPERIMENT = {("compare", ""), ("choose_experiment", ""), ("predict", "")}
+AFTER_AN_EXPERIMENT = {
+    ("compare", ""),
+    ("choose_experiment", ""),
+    ("predict", ""),
+    ("overview", ""),
+}
 
 
 def validated(tmp_path, **changes) -> dict:
@@ -151,6 +156,7 @@ def test_experiments_added_to_a_finished_run_reuse_its_data_stages(experiments_r
         "compare",
         "choose_experiment",
         "predict",
+        "overview",
         "pack",
     }
     assert [wildcards for rule, wildcards in planned if rule == "pack"] == ["size=24"]
@@ -237,6 +243,7 @@ def test_a_labels_edit_reruns_split_and_every_experiment(experiments_copy):
         "compare",
         "choose_experiment",
         "predict",
+        "overview",
     }
     for name in EXPERIMENTS:
         assert ("train_stage1", f"experiment={name}") in planned
@@ -246,7 +253,11 @@ def test_naming_the_final_experiment_only_changes_the_choice(experiments_copy):
     board = pd.read_csv(experiments_copy / "results/compare/leaderboard.csv")
     other = board["experiment"].iloc[-1]
     change_config(experiments_copy, lambda config: config.update(final_experiment=other))
-    assert planned_jobs(experiments_copy) == {("choose_experiment", ""), ("predict", "")}
+    assert planned_jobs(experiments_copy) == {
+        ("choose_experiment", ""),
+        ("predict", ""),
+        ("overview", ""),
+    }
     snakemake(experiments_copy, "--cores", "2")
     meta = json.loads((experiments_copy / "results/export/model.json").read_text())
     assert (meta["experiment"], meta["experiment_reason"]) == (

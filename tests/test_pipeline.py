@@ -303,9 +303,24 @@ def test_the_report_builds_with_every_part(trained, tmp_path):
         "confusion_matrix.png",
         "top_losses.png",
         "per_class.csv",
+        "overview.html",
+        "Start with",  # the report's own introduction
     ]
     for part in parts:
         assert part in html, part
+
+
+def test_the_report_opens_with_the_run(trained):
+    page = (trained / "results/overview.html").read_text()
+    meta = json.loads((trained / "results/export/model.json").read_text())
+    error = 100 * meta["metrics"]["error_rate"]
+    assert f"3 classes, 36 images;\nvalidation error <b>{error:.1f} %</b>" in page
+    assert meta["stage_reason"] in page and f"{meta['stage']} at 32 px" in page
+    for name in CLASSES:
+        assert f"<td>{name}</td><td>12</td>" in page
+    review = read_csv(trained / "results/interpret/review.csv")
+    assert f"Review the {len(review)} images" in page
+    assert "imgclf clean" in page and "imgclf predict results/export" in page
 
 
 def test_final_model_is_a_choice_made_without_retraining(trained_copy, tmp_path):

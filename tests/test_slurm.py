@@ -33,7 +33,7 @@ SLURM_RUN = (
 # job within 30 s of its limit); the retry has 10 minutes.
 TIME_LIMIT_PHOTOS, TIME_LIMIT_EPOCHS = 60, 30  # 3.9 s an epoch at 128 px
 TIME_LIMIT = ("--set-resources", "train_stage1:runtime=1+9*(attempt>1)")
-LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "all"}
+LOCAL_RULES = {"fetch_urls", "download", "choose_experiment", "overview", "all"}
 pytestmark = pytest.mark.timeout(900)  # a whole pipeline through Slurm's queue
 
 

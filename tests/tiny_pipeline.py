@@ -9,7 +9,7 @@ from . import images
 CLASSES = ["red", "green", "blue"]
 TRAINING = {"train_stage1", "lr_find", "finetune_stage2"}
 AFTER_LABELS = {"split", "audit"}  # with TRAINING and RESULTS, what a labels edit reruns
-RESULTS = {"interpret", "export", "predict"}
+RESULTS = {"interpret", "export", "predict", "overview"}
 # The tiny pipeline's runs that tests compare (locally, with experiments, on Slurm) give each
 # job that runs the model one thread, since thread counts move a loss's fifth digit; on two
 # cores, two such jobs run side by side.

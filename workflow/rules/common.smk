@@ -213,6 +213,7 @@ def final_targets():
             rules.interpret.output.review,
             rules.export.output.meta,
         ]
+    targets.append(rules.overview.output[0])
     if config["predict"]["folder"] is not None:
         targets.append(rules.predict.output[0])
     return targets

@@ -184,6 +184,38 @@ if EXPERIMENTS:
             "../../scripts/choose_experiment.py"
 
 
+# The most-confused pairs of each model that may go forward, by its experiment ('' without).
+CHOSEN_CONFUSED = {
+    name: str(rules.interpret.output.most_confused).format(experiment=name)
+    for name in EXPERIMENTS or [""]
+}
+
+
+# The report's first page: what was trained on what, how well, and what to do next.
+rule overview:
+    input:
+        summary=rules.verify.output.summary,
+        rejected=rules.verify.output.rejected,
+        meta=FINAL_EXPORT["meta"],
+        most_confused=CHOSEN_CONFUSED.values(),
+        review=REVIEW,
+    output:
+        report(
+            "results/overview.html",
+            caption="../report/overview.rst",
+            category="1. The run",
+        ),
+    log:
+        "logs/overview/overview.log",
+    localrule: True
+    conda:
+        "../envs/imgclf.yaml"
+    params:
+        most_confused=CHOSEN_CONFUSED,
+    script:
+        "../../scripts/overview.py"
+
+
 rule predict:
     input:
         model=FINAL_EXPORT["model"],
