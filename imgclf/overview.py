@@ -21,8 +21,7 @@ def reason_kind(reason: str) -> str:
 def table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{escape(str(cell))}</th>" for cell in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
