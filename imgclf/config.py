@@ -103,16 +103,20 @@ def settle_classes(config: dict) -> str:
     if given == ["classes"]:
         return "listed under classes"
     spec = config.pop("classes_from")
-    if ("folder" in spec) == ("url_lists" in spec) or ("pattern" in spec and "url_lists" in spec):
+    places = [key for key in ("folder", "archive", "url_lists") if key in spec]
+    # Whether each place must have a pattern: a folder may or may not, an archive must.
+    pattern_wanted = {"folder": "pattern" in spec, "archive": True, "url_lists": False}
+    if len(places) != 1 or pattern_wanted[places[0]] != ("pattern" in spec):
         raise ConfigError(
-            "classes_from: give folder (its sub-folders are the classes), folder and pattern "
-            "(group 1 of each image's path is its class), or url_lists (urls_<class>.txt files)"
+            "classes_from: give folder (its sub-folders are the classes), folder or archive "
+            "and pattern (group 1 of each image's path is its class), or url_lists "
+            "(urls_<class>.txt files)"
         )
     try:
         config["classes"] = found_classes(spec)
     except (SourceError, re.error) as error:
         raise ConfigError(str(error)) from None
-    return f"found in {spec.get('folder') or spec['url_lists']}"
+    return f"found in {spec[places[0]]}"
 
 
 def check_class_source(name: str, source: dict) -> list[str]:

@@ -3,6 +3,8 @@
 import hashlib
 import logging
 import re
+import tarfile
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -136,12 +138,14 @@ def found_classes(spec: dict) -> dict[str, dict]:
     config had listed them (sorted):
 
     - folder: every sub-folder that holds images is a class (fastai's from_folder);
-    - folder and pattern: the pattern's group 1 in each image's path inside the folder is
-      its class (fastai's from_name_re: the pets' 37 breeds from their file names);
+    - folder (or a local archive) and pattern: the pattern's group 1 in each image's path
+      inside it is its class (fastai's from_name_re: the pets' 37 breeds from their names);
     - url_lists: every urls_<class>.txt in the folder is a class's URL list.
 
     A name that a class may not have stops the run, naming where it came from.
     """
+    if "archive" in spec:
+        return archive_classes(spec["archive"], spec["pattern"])
     folder = Path(spec.get("folder") or spec["url_lists"])
     if not folder.is_dir():
         raise SourceError(f"classes_from: folder {str(folder)!r} does not exist")
@@ -161,6 +165,38 @@ def found_classes(spec: dict) -> dict[str, dict]:
             for child in sorted(folder.iterdir())
             if child.is_dir() and not child.name.startswith(".") and image_files(child)
         }
+    return checked_classes(found, folder)
+
+
+def archive_classes(archive: str, pattern: str) -> dict[str, dict]:
+    """The classes in the names of a local archive's images: its listing, not its contents,
+    is read when the workflow starts; fetch_archive unpacks it once for them all."""
+    if is_url(archive) or not Path(archive).is_file():
+        raise SourceError(
+            f"classes_from: archive {archive!r} is not a local file: the classes are found "
+            "when the workflow starts, before anything is downloaded; download it first, or "
+            "list the classes under classes"
+        )
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as opened:
+                names = opened.namelist()
+        else:
+            with tarfile.open(archive) as opened:
+                names = opened.getnames()
+    except (tarfile.TarError, OSError) as error:
+        raise SourceError(f"classes_from: archive {archive} cannot be listed: {error}") from None
+    regex = re.compile(pattern)
+    found = {}
+    for name in sorted(names):
+        match = regex.search(name)
+        if Path(name).suffix.lower() in IMAGE_SUFFIXES and match and match[1] not in found:
+            found[match[1]] = ({"archive": archive, "pattern": pattern}, f"{archive}:{name}")
+    return checked_classes(found, Path(archive))
+
+
+def checked_classes(found: dict[str, tuple[dict, object]], where: Path) -> dict[str, dict]:
+    """The found classes' sources, sorted, once every name is one a class may have."""
     for name, (_, origin) in found.items():
         if not CLASS_NAME.match(name) or name == "drop":
             raise SourceError(
@@ -170,7 +206,7 @@ def found_classes(spec: dict) -> dict[str, dict]:
             )
     if len(found) < 2:
         raise SourceError(
-            f"classes_from: {folder} gives {len(found)} class(es) ({', '.join(found) or 'none'}); "
+            f"classes_from: {where} gives {len(found)} class(es) ({', '.join(found) or 'none'}); "
             "a classifier needs at least two"
         )
     return {name: found[name][0] for name in sorted(found)}

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,18 @@ def test_init_finds_the_classes_in_pets_file_names(tmp_path):
     assert manifest_counts(tmp_path) == {"blue": 12, "green": 12, "red": 12}
 
 
+def test_a_local_archive_and_a_pattern_give_the_classes_of_its_file_names(tmp_path):
+    pets_layout(tmp_path)
+    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as archive:
+        for path in sorted((tmp_path / "pets").iterdir()):
+            archive.write(path, f"images/{path.name}")
+    config = {"classes_from": {"archive": "pets.zip", "pattern": r"([^/]+)_\d+\.png$"}}
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--cores", "2", "--until", "verify")
+    assert "3 classes, found in pets.zip: blue, green, red" in result.stdout + result.stderr
+    assert manifest_counts(tmp_path) == {"blue": 12, "green": 12, "red": 12}
+
+
 def test_a_folder_of_url_lists_gives_a_class_a_list(tmp_path):
     write_photos(tmp_path)
     lists = tmp_path / "lists"
@@ -109,6 +122,12 @@ def test_a_folder_of_url_lists_gives_a_class_a_list(tmp_path):
             "classes_from: give folder",
         ),
         (None, {"classes_from": {"folder": "nowhere"}}, "folder 'nowhere' does not exist"),
+        (
+            None,
+            {"classes_from": {"archive": "http://127.0.0.1:9/pets.zip", "pattern": "(.+)_"}},
+            "is not a local file: the classes are found when the workflow starts",
+        ),
+        (None, {"classes_from": {"archive": "pets.zip"}}, "classes_from: give folder"),
     ],
 )
 def test_a_bad_found_class_stops_the_run_before_any_job(tmp_path, layout, config, message):
