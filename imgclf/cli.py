@@ -101,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"imgclf: no command {command!r}; the commands: init, {', '.join(COMMANDS)}")
         return 2
-    module = __import__(COMMANDS[command], fromlist=["main"])
+    try:
+        module = __import__(COMMANDS[command], fromlist=["main"])
+    except ModuleNotFoundError as missing:  # the web stack is an extra the workflow never needs
+        package = missing.name.split(".")[0]
+        print(f"imgclf {command} needs {package}: pip install -e '.[serve]'", file=sys.stderr)
+        return 1
     return module.main(rest, prog=f"imgclf {command}")
 
 

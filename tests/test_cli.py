@@ -151,3 +151,16 @@ def test_one_command_leads_to_each_tool_and_its_help_fits_a_screen(tmp_path):
         assert len(helped.splitlines()) <= 50, command  # a terminal window
     unknown = imgclf(tmp_path, "train", check=False)
     assert unknown.returncode == 2 and "the commands: init, predict" in unknown.stdout
+
+
+def test_a_missing_web_extra_is_named_with_the_command_that_installs_it(tmp_path):
+    hidden = "import sys; sys.modules['starlette'] = None; from imgclf.cli import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hidden + "sys.exit(main(['clean']))"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "imgclf clean needs starlette: pip install -e '.[serve]'" in result.stderr
