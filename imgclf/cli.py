@@ -10,14 +10,13 @@
 """
 
 import argparse
-import re
 import sys
 from datetime import date
 from pathlib import Path
 
 import yaml
 
-from .sources import SourceError, found_classes, image_files
+from .sources import SourceError, class_inputs, found_classes
 
 # The subcommands and the modules whose main() they run; imported only when called, so that
 # `imgclf predict` starts without the web stack and `imgclf serve` without the rest.
@@ -68,8 +67,9 @@ def init(argv: list[str]) -> int:
     except SourceError as error:
         parser.exit(1, f"imgclf init: {error}\n")
     classes = found.pop("classes")
-    counts = {name: count_images(name, source) for name, source in classes.items()}
-    summary = ", ".join(f"{name} ({count})" for name, count in counts.items())
+    # The workflow's own listing of each class's images (a shared folder listed once).
+    images = class_inputs(classes)
+    summary = ", ".join(f"{name} ({len(images[name])})" for name in classes)
     header = (
         f"# Written by `imgclf init {args.folder}` on {date.today()}: {len(classes)} classes "
         f"found from {how}.\n# Every other setting is the workflow's default for photos "
@@ -79,15 +79,6 @@ def init(argv: list[str]) -> int:
     print(f"{output}: {len(classes)} classes: {summary}")
     print(f"next: snakemake --cores 4 --configfile {output}")
     return 0
-
-
-def count_images(name: str, source: dict) -> int:
-    files = image_files(source["folder"])
-    if "pattern" not in source:
-        return len(files)
-    regex, root = re.compile(source["pattern"]), Path(source["folder"])
-    matches = (regex.search(path.relative_to(root).as_posix()) for path in files)
-    return sum(1 for match in matches if match and match[1] == name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -414,6 +414,42 @@ def v2_images(request: object, model: Model) -> tuple[np.ndarray, str | None]:
     return data.astype(np.uint8), str(request_id) if request_id is not None else None
 
 
+def add_address_options(parser: argparse.ArgumentParser, port: int) -> None:
+    """--host, --port, and who may come in: --token-file, --no-auth, --allowed-host."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=port, help="0 for any free port")
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument(
+        "--token-file", metavar="FILE", help="a file holding the token clients must send"
+    )
+    access.add_argument("--no-auth", action="store_true", help="no token, on any address")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST:PORT",
+        help="a Host header to answer (host:port; repeat it); default on 127.0.0.1: its own",
+    )
+
+
+def check_access(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The token clients must send (None: none), or an error for a server that would let
+    other machines in without one and without an explicit --no-auth."""
+    if not web.is_loopback(args.host) and not args.token_file and not args.no_auth:
+        parser.error(
+            f"--host {args.host} lets other machines in: give --token-file FILE (clients send "
+            "'Authorization: Bearer TOKEN') or, to serve anyone, --no-auth"
+        )
+    if not args.token_file:
+        return None
+    try:
+        token = Path(args.token_file).read_text().strip()
+    except OSError as failure:
+        parser.exit(1, f"{parser.prog}: {failure}\n")
+    if len(token) < 16:
+        parser.exit(1, f"{parser.prog}: the token in {args.token_file} is under 16 characters\n")
+    return token
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m imgclf.serve") -> int:
     defaults = ServeSettings()
     parser = argparse.ArgumentParser(
@@ -422,7 +458,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m imgclf.serve") ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="the exported model's folder (results/export)")
-    web.add_address_options(parser, port=8000)
+    add_address_options(parser, port=8000)
     parser.add_argument("--name", default="imgclf", help="the model's name in the v2 API")
     for field, help_text in (
         ("max_bytes", "largest upload, bytes"),
@@ -445,7 +481,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m imgclf.serve") ->
     settings = ServeSettings(
         **{field: getattr(args, field) for field in ServeSettings.__dataclass_fields__}
     )
-    token = web.check_access(parser, args)
+    token = check_access(parser, args)
     if not (Path(args.model) / "model.json").is_file():
         parser.error(f"{args.model} has no model.json: give the folder that export wrote")
     metrics = Metrics()

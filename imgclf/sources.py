@@ -5,6 +5,7 @@ import logging
 import re
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -71,7 +72,13 @@ def read_url_list(text: str) -> list[str]:
 
 def image_files(root: str | Path) -> list[Path]:
     """Image files under `root`, sorted."""
-    return sorted(
+    return sorted(images_under(root))
+
+
+def images_under(root: str | Path) -> Iterator[Path]:
+    """Image files under `root` as the listing finds them: `next()` of it tells whether a
+    folder holds any without listing all of it."""
+    return (
         path
         for path in Path(root).rglob("*")
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
@@ -163,7 +170,9 @@ def found_classes(spec: dict) -> dict[str, dict]:
         found = {
             child.name: ({"folder": str(child)}, child)
             for child in sorted(folder.iterdir())
-            if child.is_dir() and not child.name.startswith(".") and image_files(child)
+            if child.is_dir()
+            and not child.name.startswith(".")
+            and next(images_under(child), None) is not None
         }
     return checked_classes(found, folder)
 

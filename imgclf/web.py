@@ -7,14 +7,12 @@ request bodies to the application: nothing here parses multipart, whose parsers 
 repeated denial-of-service CVEs; uploads are raw bytes.
 """
 
-import argparse
 import asyncio
 import ipaddress
 import json
 import secrets
 import socket
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import urlparse
 
 import uvicorn
@@ -138,42 +136,6 @@ def read_json_body(body: bytes) -> object:
         raise HTTPException(400, "JSON nested too deeply") from None
     except ValueError as failure:
         raise HTTPException(400, f"not JSON: {type(failure).__name__}") from None
-
-
-def add_address_options(parser: argparse.ArgumentParser, port: int) -> None:
-    """--host, --port, and who may come in: --token-file, --no-auth, --allowed-host."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=port, help="0 for any free port")
-    access = parser.add_mutually_exclusive_group()
-    access.add_argument(
-        "--token-file", metavar="FILE", help="a file holding the token clients must send"
-    )
-    access.add_argument("--no-auth", action="store_true", help="no token, on any address")
-    parser.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="HOST:PORT",
-        help="a Host header to answer (host:port; repeat it); default on 127.0.0.1: its own",
-    )
-
-
-def check_access(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    """The token clients must send (None: none), or an error for a server that would let
-    other machines in without one and without an explicit --no-auth."""
-    if not is_loopback(args.host) and not args.token_file and not args.no_auth:
-        parser.error(
-            f"--host {args.host} lets other machines in: give --token-file FILE (clients send "
-            "'Authorization: Bearer TOKEN') or, to serve anyone, --no-auth"
-        )
-    if not args.token_file:
-        return None
-    try:
-        token = Path(args.token_file).read_text().strip()
-    except OSError as failure:
-        parser.exit(1, f"{parser.prog}: {failure}\n")
-    if len(token) < 16:
-        parser.exit(1, f"{parser.prog}: the token in {args.token_file} is under 16 characters\n")
-    return token
 
 
 def listen(
