@@ -26,20 +26,34 @@ COMMANDS = {
     "clean": "imgclf.cleaner",
     "serve": "imgclf.serve",
 }
+# A data set split already (hymenoptera/train/ants/1.jpg, .../val/bees/2.jpg): the folder
+# inside train/ or val/ is the class.
+SPLIT_CLASS = r"^[^/]+/([^/]+)/"
 # fastai's pets: a class name, an underscore, a number (Abyssinian_12.jpg, great_pyrenees_3.jpg).
 NAME_NUMBER = r"^(?:.*/)?(.+)_\d+\.\w+$"
 
 
 def starting_config(folder: str) -> tuple[dict, str]:
-    """The classes_from entry for a folder of photos, and how its classes were found: its
-    sub-folders when they hold the photos, else the name_number file-name pattern."""
+    """The config for a folder of photos, and how its classes were found: the sub-folders of
+    its train and valid(ation) folders when it is split already (its split then kept), else
+    its sub-folders, else the name_number file-name pattern."""
+    root = Path(folder)
+    splits = {child.name for child in root.iterdir() if child.is_dir()} if root.is_dir() else set()
+    valid = next((name for name in ("val", "valid", "validation") if name in splits), None)
     tried = []
-    for spec, how in (
-        ({"folder": folder}, "its sub-folders"),
-        ({"folder": folder, "pattern": NAME_NUMBER}, "the file names (class_number.jpg)"),
+    for spec, how, extra in (
+        (
+            {"folder": folder, "pattern": SPLIT_CLASS},
+            f"the class folders inside train/ and {valid}/, whose split is kept",
+            {"split": {"valid_folder": valid}},
+        ),
+        ({"folder": folder}, "its sub-folders", {}),
+        ({"folder": folder, "pattern": NAME_NUMBER}, "the file names (class_number.jpg)", {}),
     ):
+        if extra and not ("train" in splits and valid):
+            continue
         try:
-            return {"classes_from": spec, "classes": found_classes(spec)}, how
+            return {"classes_from": spec, **extra, "classes": found_classes(spec)}, how
         except SourceError as error:
             tried.append(str(error))
     raise SourceError(

@@ -164,3 +164,19 @@ def test_a_missing_web_extra_is_named_with_the_command_that_installs_it(tmp_path
     )
     assert result.returncode == 1
     assert "imgclf clean needs starlette: pip install -e '.[serve]'" in result.stderr
+
+
+def test_init_keeps_the_split_of_a_tree_of_train_and_val_folders(tmp_path):
+    """hymenoptera's layout: train/{ants,bees}, val/{ants,bees}."""
+    write_photos(tmp_path)
+    for name in CLASSES:
+        photos = sorted((tmp_path / "photos" / name).iterdir())
+        for part, chosen in (("train", photos[:9]), ("val", photos[9:])):
+            (tmp_path / "split" / part / name).mkdir(parents=True)
+            for path in chosen:
+                shutil.copy(path, tmp_path / "split" / part / name / path.name)
+    said = imgclf(tmp_path, "init", "split")
+    assert "3 classes: blue (12), green (12), red (12)" in said.stdout
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["split"] == {"valid_folder": "val"}
+    assert config["classes_from"]["pattern"] == "^[^/]+/([^/]+)/"
