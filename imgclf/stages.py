@@ -17,7 +17,7 @@ from .files import file_sha256, read_json
 from .job import Job
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier
 from .plots import plot_image_grid, plot_lr_find
-from .train import OneCycleSettings, discriminative_rates, fit_one_cycle
+from .train import FrozenStageSettings, OneCycleSettings, discriminative_rates, fit_one_cycle
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def stage_rates(
 def train_stage(
     job: Job,
     stage: str,
-    settings: OneCycleSettings,
+    settings: OneCycleSettings | FrozenStageSettings,
     max_lr: MaxLr,
     lr_find_json: str | None = None,
     stage1_weights: str | None = None,
@@ -82,7 +82,10 @@ def train_stage(
     sample_batch = None
     if stage == "stage1":
         sample_batch = plot_sample_batch(train_loader, job.classes)
-    model = job.build(stage1_weights)
+    if stage1_weights is None:
+        model = job.build(train_body_norms=settings.train_body_norms)
+    else:
+        model = job.build(stage1_weights)
     log.info("model:\n%s", model)
     groups = len(model.layer_groups())
     rates, reason = stage_rates(

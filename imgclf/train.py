@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint
 from .data import Collate
 from .files import DamagedFile, atomic_path
-from .models import Classifier
+from .models import Classifier, HeadOverFrozenBody, body_is_frozen
 from .schedule import OneCycle
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,14 @@ class OneCycleSettings:
     pct_start: float
     moms: list[float]
     weight_decay: float
+
+
+@dataclass
+class FrozenStageSettings(OneCycleSettings):
+    """train_stage1's section: a one-cycle stage over the pretrained body, which trains its
+    batch norms' scales and shifts (`train_body_norms`, as fastai's freeze does) or nothing."""
+
+    train_body_norms: bool
 
 
 def seed_everything(seed: int) -> None:
@@ -191,7 +199,8 @@ def fit_one_cycle(
 
     `rates` holds the peak rate of each layer group; each group follows the same cycle scaled
     to its peak. Momentum is Adam's beta1. With `checkpoint`, the state is saved after every
-    epoch, and a run that finds its own checkpoint goes on from there.
+    epoch, and a run that finds its own checkpoint goes on from there. A body with nothing to
+    train is run without gradients (HeadOverFrozenBody).
     """
     on_device(model, device)
     optimizer, scaler = make_optimizer(
@@ -205,19 +214,21 @@ def fit_one_cycle(
         resumed = checkpoint.restore(model, optimizer, scaler, generator)
         if resumed is not None:
             history, steps, epochs_done = resumed.history, resumed.steps, resumed.epochs_done
+    trained = on_device(HeadOverFrozenBody(model), device) if body_is_frozen(model) else model
     for epoch in range(epochs_done, settings.epochs):
         started = time.perf_counter()
-        model.train()
+        trained.train()
         batches = tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5)
         first_step = len(steps)
-        for record in scheduled_steps(model, batches, optimizer, scaler, cycle, device, first_step):
+        records = scheduled_steps(trained, batches, optimizer, scaler, cycle, device, first_step)
+        for record in records:
             if not math.isfinite(record["loss"]):
                 raise TrainingError(
                     f"{stage}: the loss became {record['loss']} in epoch {epoch + 1} at learning "
                     f"rate {record['lr']:.3g}; lower max_lr"
                 )
             steps.append(record)
-        metrics = evaluate(model, valid_loader, device)
+        metrics = evaluate(trained, valid_loader, device)
         losses = [record["loss"] for record in steps[first_step:]]
         row = {
             "epoch": epoch + 1,

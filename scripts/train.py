@@ -16,7 +16,7 @@ from imgclf.job import make_job
 from imgclf.logs import setup_logging
 from imgclf.plots import plot_losses, plot_schedule, save_figure
 from imgclf.stages import TrainedStage, train_stage
-from imgclf.train import OneCycleSettings, save_weights
+from imgclf.train import FrozenStageSettings, OneCycleSettings, save_weights
 
 
 def write_stage(trained: TrainedStage, stage: str, outputs) -> None:
@@ -33,10 +33,11 @@ def write_stage(trained: TrainedStage, stage: str, outputs) -> None:
 def main(inputs, outputs, params, threads: int) -> None:
     settings = dict(params.settings)
     max_lr = settings.pop("max_lr")
+    stage_settings = FrozenStageSettings if params.stage == "stage1" else OneCycleSettings
     trained = train_stage(
         make_job(inputs.split, inputs.pack, params.job, threads),
         params.stage,
-        OneCycleSettings(**settings),
+        stage_settings(**settings),
         max_lr,
         lr_find_json=inputs.lr_find[0] if inputs.lr_find else None,
         stage1_weights=inputs.get("stage1_weights"),

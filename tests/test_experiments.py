@@ -44,8 +44,8 @@ def test_an_override_changes_only_the_keys_it_names(tmp_path, monkeypatch):
     assert list(configs) == list(EXPERIMENTS)
     shared = {**config, "experiments": None}
     assert configs["base"] == shared
-    small = configs["small_head_only"]
-    assert small["model"] == {**config["model"], "image_size": 24}
+    small = configs["lite1_head_only"]
+    assert small["model"] == {**config["model"], "arch": "efficientnet_lite1", "image_size": 24}
     assert small["final_model"] == "stage1"
     assert {key: value for key, value in small.items() if key not in ("model", "final_model")} == {
         key: value for key, value in shared.items() if key not in ("model", "final_model")
@@ -123,7 +123,7 @@ def test_each_experiment_trains_apart_from_one_set_of_data_stages(experiments_on
         for output in ["train/stage1/model.safetensors", "interpret/metrics.json"]:
             assert (folder / output).stat().st_size > 0
     assert (experiments_once / "results/experiments/base/train/stage2/model.json").exists()
-    assert not (experiments_once / "results/experiments/small_head_only/train/stage2").exists()
+    assert not (experiments_once / "results/experiments/lite1_head_only/train/stage2").exists()
     # The experiment without overrides is the run without experiments: the same seed gives
     # the same split and, on CPU with the same threads, the same model in another run.
     pd.testing.assert_frame_equal(
@@ -142,9 +142,10 @@ def test_each_experiment_trains_apart_from_one_set_of_data_stages(experiments_on
         experiments_once / "results/experiments/base/train/stage2/model.safetensors"
     ).read_bytes() == (trained / "results/train/stage2/model.safetensors").read_bytes()
     small = json.loads(
-        (experiments_once / "results/experiments/small_head_only/export/model.json").read_text()
+        (experiments_once / "results/experiments/lite1_head_only/export/model.json").read_text()
     )
     assert small["image_size"] == 24 and small["stage"] == "stage1"
+    assert small["arch"] == "efficientnet_lite1"
 
 
 def test_experiments_added_to_a_finished_run_reuse_its_data_stages(experiments_run):
@@ -170,7 +171,7 @@ def test_the_leaderboard_ranks_the_experiments_and_the_best_goes_forward(experim
         board.itertuples(index=False), key=lambda row: (row.error_rate, row.valid_loss)
     )
     rows = board.set_index("experiment")
-    assert rows.loc["base", "epochs"] == 2 and rows.loc["small_head_only", "epochs"] == 1
+    assert rows.loc["base", "epochs"] == 2 and rows.loc["lite1_head_only", "epochs"] == 1
     for name in EXPERIMENTS:
         metrics = json.loads(
             (experiments_once / f"results/experiments/{name}/interpret/metrics.json").read_text()
@@ -202,12 +203,12 @@ def test_a_rerun_does_nothing(experiments_once):
 
 def test_editing_one_experiment_reruns_that_experiment_only(experiments_copy):
     def longer(config):
-        config["experiments"]["small_head_only"]["train_stage1"] = {"epochs": 2}
+        config["experiments"]["lite1_head_only"]["train_stage1"] = {"epochs": 2}
 
     change_config(experiments_copy, longer)
     assert (
         planned_jobs(experiments_copy)
-        == {(rule, "experiment=small_head_only") for rule in {"train_stage1", *PER_EXPERIMENT}}
+        == {(rule, "experiment=lite1_head_only") for rule in {"train_stage1", *PER_EXPERIMENT}}
         | AFTER_AN_EXPERIMENT
     )
 

@@ -102,7 +102,7 @@ def test_every_rule_but_the_local_ones_ran_as_a_slurm_job(on_slurm):
     assert ran <= set(jobs) and {jobs[job] for job in ran} == {"COMPLETED"}
     assert not LOCAL_RULES & set(logs)
     for output in [
-        "results/experiments/small_head_only/interpret/metrics.json",
+        "results/experiments/lite1_head_only/interpret/metrics.json",
         "results/compare/leaderboard.csv",
         "results/export/model.onnx",
         "results/predict/predictions.csv",
@@ -129,7 +129,7 @@ def test_the_outputs_equal_those_of_a_local_run(on_slurm, trained):
 def test_a_failing_job_is_reported_and_the_run_fails(on_slurm, tmp_path):
     workdir = tmp_path / "slurm"
     shutil.copytree(on_slurm, workdir, symlinks=True)  # so only the broken experiment reruns
-    experiments = {**EXPERIMENTS, "small_head_only": {"train_stage1": {"max_lr": 1.0e30}}}
+    experiments = {**EXPERIMENTS, "lite1_head_only": {"train_stage1": {"max_lr": 1.0e30}}}
     write_config(workdir, tiny_config(experiments=experiments))
     result = snakemake(workdir, *SLURM_RUN, "--retries", "0", check=False)
     assert result.returncode != 0
@@ -152,6 +152,7 @@ def test_a_stage_past_its_time_limit_is_resubmitted_and_resumes(cluster, tmp_pat
         predict={"folder": None},
     )
     write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "--until", "split", "pack")  # on Slurm: the stage
     target = "results/train/stage1/model.safetensors"
     snakemake(tmp_path, *SLURM_RUN, target, *TIME_LIMIT)  # set-resources takes what follows
     attempts = sorted(slurm_logs(tmp_path)["train_stage1"], key=int)

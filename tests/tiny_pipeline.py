@@ -14,10 +14,14 @@ RESULTS = {"interpret", "export", "predict", "overview"}
 # job that runs the model one thread, since thread counts move a loss's fifth digit; on two
 # cores, two such jobs run side by side.
 ONE_THREAD_A_JOB = ("--cores", "2", "--max-threads", "1")
-# Two experiments: the first, without overrides, trains as a run without experiments does.
+# Two experiments: the first, without overrides, trains as a run without experiments does; the
+# second trains another body (stage 1 only) at another size.
 EXPERIMENTS = {
     "base": {},
-    "small_head_only": {"model": {"image_size": 24}, "final_model": "stage1"},
+    "lite1_head_only": {
+        "model": {"arch": "efficientnet_lite1", "image_size": 24},
+        "final_model": "stage1",
+    },
 }
 
 
