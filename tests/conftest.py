@@ -8,9 +8,21 @@ import pytest
 from imgclf.download import DownloadSettings
 from imgclf.verify import VerifySettings
 
+from . import slurm_runs as slurm
 from .http_server import ImageServer
 from .tiny_pipeline import ONE_THREAD_A_JOB, tiny_config, write_photos
 from .workflow import snakemake, write_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_runs(request, tmp_path_factory):
+    """The cluster tests' runs, begun before the first test when any cluster test is
+    selected, so that they wait on Slurm while the other tests run (tests/slurm_runs.py)."""
+    if not any(item.path.name == "test_slurm.py" for item in request.session.items):
+        yield None
+        return
+    with slurm.started(tmp_path_factory) as runs:
+        yield runs
 
 
 @pytest.fixture
