@@ -4,7 +4,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,17 +99,19 @@ def normalise_image(
     """
     budget = budget or unlimited()
     try:
-        with Image.open(source) as image:
+        # The budget is given back after the image is closed, not before: a thread that stops
+        # between the two would otherwise hold its decoded pixels beside the next image's.
+        with ExitStack() as decoding, Image.open(source) as image:
             width, height = image.size
             if width * height > settings.max_pixels:
                 raise ImageRejected(f"decompression bomb: {width}x{height} is over max_pixels")
             scale = min(1.0, settings.max_size / max(width, height))
             image.draft(None, (round(width * scale), round(height * scale)))
-            with budget.hold(image.width * image.height * PEAK_BYTES_PER_PIXEL):
-                image.load()
-                kind = "jpg" if image.format == "JPEG" else "png"
-                normal = as_srgb(image)
-                normal.thumbnail((settings.max_size, settings.max_size), Image.Resampling.LANCZOS)
+            decoding.enter_context(budget.hold(image.width * image.height * PEAK_BYTES_PER_PIXEL))
+            image.load()
+            kind = "jpg" if image.format == "JPEG" else "png"
+            normal = as_srgb(image)
+            normal.thumbnail((settings.max_size, settings.max_size), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"decompression bomb: {error}") from error
     except UnidentifiedImageError as error:
