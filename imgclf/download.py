@@ -414,9 +414,12 @@ def download_urls(urls: list[str], store: str | Path, settings: DownloadSettings
             future = None if url in done_before else pool.submit(fetch, url, store, settings)
             pending.append((url, future))
 
+    # The journal's last buffered lines are written when it closes: on a full disk, that too
+    # is a write that fails, after the one that stopped the loop.
     with (
-        ThreadPoolExecutor(settings.workers) as pool,
+        writing_to(store),
         open(store / JOURNAL, "a") as journal,
+        ThreadPoolExecutor(settings.workers) as pool,
         tqdm(total=len(urls), unit="url", mininterval=2) as progress,
     ):
         for _ in range(2 * settings.workers):
