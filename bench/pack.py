@@ -55,27 +55,43 @@ def decode_all(split: pd.DataFrame, size: int, threads: int) -> dict:
         return dict(zip(keys, images, strict=True))
 
 
-def epoch(loaders, classes: list[str]) -> float:
+def stage1_model(classes: list[str], arch: str = "efficientnet_lite0", train_norms: bool = True):
+    """Stage 1's model, seeded, as the benches on real photos train it."""
     seed_everything(0)
-    model = build_model("efficientnet_lite0", len(classes), pretrained=True)
-    freeze_body(model)
+    model = build_model(arch, len(classes), pretrained=True)
+    freeze_body(model, train_norms)
+    return model
+
+
+def epoch(model, loaders) -> float:
+    """Seconds of one stage-1 epoch (one-cycle, evaluation included) of `model`."""
     train, valid = loaders()
     settings = OneCycleSettings(1, 25, 0.3, [0.95, 0.85], 0.01)
     cpu = torch.device("cpu")
     return timed(lambda: fit_one_cycle(model, train, valid, [3e-3] * 3, settings, "b", cpu))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def photo_bench_options(description: str) -> argparse.ArgumentParser:
+    """The options of a bench that trains on one of the shared photo sets."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--set", default="hymenoptera", choices=["hymenoptera", "pets370"])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args()
+    return parser
+
+
+def open_photo_set(args) -> tuple[pd.DataFrame, list[str]]:
+    """The set's split and classes, torch's threads set; the bench ends where it is missing."""
     if not (DATASETS / args.set).exists():
         raise SystemExit(f"the photos are not at {DATASETS / args.set}")
     torch.set_num_threads(args.threads)
-    split, classes = photos(args.set)
+    return photos(args.set)
+
+
+def main() -> None:
+    args = photo_bench_options(__doc__).parse_args()
+    split, classes = open_photo_set(args)
     paths = split["path"].tolist()
     with tempfile.TemporaryDirectory() as folder:
         files = (f"{folder}/images.u8", f"{folder}/index.npz")
@@ -91,12 +107,14 @@ def main() -> None:
             f"the pack is {os.path.getsize(files[0]) / 1e6:.0f} MB"
         )
         pack_loaders = lambda: make_loaders(split, classes, pack, 32, AUGMENT, 0)  # noqa: E731
-        epoch(pack_loaders, classes)  # warm-up: torch's first epoch in a process is slower
+        # A warm-up: torch's first epoch in a process is slower.
+        epoch(stage1_model(classes), pack_loaders)
         ours, baseline = [], []
         for _ in range(args.repeats):
-            ours.append(epoch(lambda: make_loaders(split, classes, pack, 32, AUGMENT, 0), classes))
+            ours.append(epoch(stage1_model(classes), pack_loaders))
             baseline.append(
                 epoch(
+                    stage1_model(classes),
                     lambda: in_memory_loaders(
                         split,
                         classes,
@@ -106,7 +124,6 @@ def main() -> None:
                         0,
                         lambda path, size, training: decoded[(path, training)],
                     ),
-                    classes,
                 )
             )
         print(

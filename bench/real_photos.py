@@ -253,10 +253,8 @@ def print_run(run: dict, variant: str) -> None:
 def compare_variants(runs: list[dict], variants: list[str]) -> None:
     """Each variant against the first, seed by seed: the error's difference (in points) and
     how many times faster its stage-1 epochs are."""
-    first, groups = variants[0], {}
-    for run in runs:
-        groups.setdefault((run["set"], run["size"]), []).append(run)
-    for (name, size), group in groups.items():
+    first = variants[0]
+    for (name, size), group in by_set_and_size(runs).items():
         for variant in variants[1:]:
             points = pd.Series(
                 [100 * (run[variant]["error"] - run[first]["error"]) for run in group]
@@ -277,10 +275,7 @@ def compare_variants(runs: list[dict], variants: list[str]) -> None:
 
 def summarise(runs: list[dict], variants: list[str]) -> None:
     """Median and spread per data set, size and variant, and whether each target is met."""
-    groups = {}
-    for run in runs:
-        groups.setdefault((run["set"], run["size"]), []).append(run)
-    for (name, size), group in groups.items():
+    for (name, size), group in by_set_and_size(runs).items():
         seeds = ", ".join(str(run["seed"]) for run in group)
         fastai = pd.Series([run["fastai"]["error"] for run in group])
         for variant in variants:
@@ -299,6 +294,13 @@ def summarise(runs: list[dict], variants: list[str]) -> None:
                 f"(>= 1.25: {verdict(speed >= 1.25)}); its sweeps {sweeps:.2f} of fastai's "
                 f"two (<= 0.5: {verdict(sweeps <= 0.5)})"
             )
+
+
+def by_set_and_size(runs: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["set"], run["size"]), []).append(run)
+    return groups
 
 
 def verdict(met: bool) -> str:

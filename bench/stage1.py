@@ -12,8 +12,6 @@ FlopCounterMode on one step) times its images/s, against the FLOP/s of a large f
 matmul measured here: the share of the machine's arithmetic each epoch uses.
 """
 
-import argparse
-import os
 import statistics
 import tempfile
 
@@ -22,41 +20,20 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from imgclf.data import make_loaders
-from imgclf.models import (
-    EFFICIENTNET_LITES,
-    HeadOverFrozenBody,
-    body_is_frozen,
-    build_model,
-    freeze_body,
-)
+from imgclf.models import EFFICIENTNET_LITES, HeadOverFrozenBody, body_is_frozen
 from imgclf.pack import Pack, write_pack
-from imgclf.train import OneCycleSettings, fit_one_cycle, on_device, seed_everything
+from imgclf.train import on_device
 
 from .common import timed
-from .pack import AUGMENT, photos
-from .real_photos import DATASETS
+from .pack import AUGMENT, epoch, open_photo_set, photo_bench_options, stage1_model
 
 BATCH = 32
 CPU = torch.device("cpu")
 
 
-def stage1_model(arch: str, classes: list[str], train_norms: bool):
-    seed_everything(0)
-    model = build_model(arch, len(classes), pretrained=True)
-    freeze_body(model, train_norms)
-    return model
-
-
-def epoch(arch: str, loaders, classes: list[str], train_norms: bool) -> float:
-    model = stage1_model(arch, classes, train_norms)
-    train, valid = loaders()
-    settings = OneCycleSettings(1, 25, 0.3, [0.95, 0.85], 0.01)
-    return timed(lambda: fit_one_cycle(model, train, valid, [3e-3] * 3, settings, "b", CPU))
-
-
 def training_flops(arch: str, classes: list[str], train_norms: bool, size: int) -> float:
     """FLOPs of one training step (forward, and backward where gradients flow) per image."""
-    model = stage1_model(arch, classes, train_norms)
+    model = stage1_model(classes, arch, train_norms)
     trained = HeadOverFrozenBody(model) if body_is_frozen(model) else model
     on_device(trained, CPU).train()
     images = torch.randn(BATCH, 3, size, size).contiguous(memory_format=torch.channels_last)
@@ -75,17 +52,10 @@ def matmul_flops_per_second(side: int = 2048, repeats: int = 10) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--set", default="hymenoptera", choices=["hymenoptera", "pets370"])
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser = photo_bench_options(__doc__)
     parser.add_argument("--arch", default="efficientnet_lite0", choices=EFFICIENTNET_LITES)
     args = parser.parse_args()
-    if not (DATASETS / args.set).exists():
-        raise SystemExit(f"the photos are not at {DATASETS / args.set}")
-    torch.set_num_threads(args.threads)
-    split, classes = photos(args.set)
+    split, classes = open_photo_set(args)
     paths = split["path"].tolist()
     training_images = int((~split["is_valid"]).sum()) // BATCH * BATCH
     with tempfile.TemporaryDirectory() as folder:
@@ -98,13 +68,13 @@ def main() -> None:
             f"{args.size} px, batch {BATCH}, {args.threads} threads"
         )
         variants = {"norms train": True, "frozen body": False}
-        epoch(
-            args.arch, loaders, classes, True
-        )  # warm-up: torch's first epoch in a process is slower
+        # A warm-up: torch's first epoch in a process is slower.
+        epoch(stage1_model(classes, args.arch), loaders)
         seconds = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, train_norms in variants.items():
-                seconds[name].append(epoch(args.arch, loaders, classes, train_norms))
+                model = stage1_model(classes, args.arch, train_norms)
+                seconds[name].append(epoch(model, loaders))
         ceiling = matmul_flops_per_second()
         print(f"a 2048 x 2048 float32 matmul: {ceiling / 1e9:.1f} GFLOP/s")
         for name, train_norms in variants.items():
