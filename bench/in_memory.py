@@ -56,5 +56,5 @@ def in_memory_loaders(split, classes, size, batch_size, augment, seed, load=deco
             generator=generator,
             collate_fn=Collate(augment),
         ),
-        DataLoader(valid, batch_size * 2, collate_fn=Collate()),
+        DataLoader(valid, batch_size, collate_fn=Collate()),
     )

@@ -171,7 +171,7 @@ def interpret(
     pack = job.open_pack()
     images = pack.squares(pack.positions(split["id"]))
     model = job.build(chosen.weights)
-    log_probs = log_probabilities(model, images, job.model.batch_size * 2, device)
+    log_probs = log_probabilities(model, images, job.model.batch_size, device)
     predictions = prediction_table(split, log_probs, job.classes)
     valid = predictions[predictions["is_valid"]]
 
