@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -171,12 +172,26 @@ def check_config(config: dict) -> None:
         raise ConfigError("config.yaml is not usable:\n  " + "\n  ".join(problems))
 
 
+def schema_keys() -> Iterator[tuple[str, dict]]:
+    """Every key of config.schema.yaml, dotted (a name the user picks is NAME), with its
+    schema, parents before children."""
+
+    def walk(node: dict, key: str) -> Iterator[tuple[str, dict]]:
+        yield key, node
+        for name, child in node.get("properties", {}).items():
+            yield from walk(child, f"{key}.{name}")
+        if isinstance(node.get("additionalProperties"), dict):
+            yield from walk(node["additionalProperties"], f"{key}.NAME")
+
+    document = yaml.safe_load(Path(schema("config")).read_text())
+    for name, child in document["properties"].items():
+        yield from walk(child, name)
+
+
 def reference() -> str:
     """docs/config.md: every key of config.schema.yaml with its type, default and meaning."""
-    document = yaml.safe_load(Path(schema("config")).read_text())
     rows = []
-
-    def walk(node: dict, key: str) -> None:
+    for key, node in schema_keys():
         kind = node.get("type") or " or ".join(
             str(option.get("type") or option.get("const")) for option in node.get("oneOf", [])
         )
@@ -186,13 +201,6 @@ def reference() -> str:
         shown = "" if default is None or default == {} else f"`{json.dumps(default)}`"
         text = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
         rows.append(f"| `{key}` | {kind} | {shown} | {text} |")
-        for name, child in node.get("properties", {}).items():
-            walk(child, f"{key}.{name}" if key else name)
-        if isinstance(node.get("additionalProperties"), dict):
-            walk(node["additionalProperties"], f"{key}.NAME")
-
-    for name, child in document["properties"].items():
-        walk(child, name)
     return (
         "# config.yaml: every key\n\n"
         "Generated from `imgclf/schemas/config.schema.yaml` by `python -m imgclf.config > "

@@ -50,6 +50,14 @@ def test_the_schemas_ship_inside_the_package():
         assert Path(schema(name)).parent == REPO / "imgclf" / "schemas"
 
 
+def test_every_config_key_says_what_it_does():
+    """The reference is only as good as its descriptions: a key without one is a blank row."""
+    from imgclf.config import schema_keys
+
+    undescribed = [key for key, node in schema_keys() if not node.get("description")]
+    assert not undescribed, f"describe them in config.schema.yaml: {undescribed}"
+
+
 def test_the_config_reference_is_the_schema_s():
     from imgclf.config import reference
 
