@@ -9,7 +9,8 @@ same validation images (imgclf's split.csv):
 
 - imgclf as a user runs it: the workflow with its defaults, only the classes, image size and
   seed set (`defaults`: stage 1 at 3e-3, stage 2 `auto`), with both stages `auto` (`auto`),
-  and with stage 1's body training nothing (`frozen_body`: train_body_norms false);
+  with stage 1's body training nothing (`frozen_body`: train_body_norms false), and with both
+  stages' first epochs at three quarters of the size (`progressive`: start_size);
 - fastai 2.8: `lr_find` valley -> `fit_one_cycle(4)` -> `unfreeze` -> `lr_find` ->
   `fit_one_cycle(2, slice(valley / 100, valley))`, with the same pretrained body (weights),
   size, batch size and epochs (fastai's own head, augmentation and batch-norm handling).
@@ -46,8 +47,9 @@ from imgclf.models import (
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 STAGE1_EPOCHS, STAGE2_EPOCHS = 4, 2
-# The schema's defaults; both stages' max_lr auto; stage 1 over a body that trains nothing.
-VARIANTS = ("defaults", "auto", "frozen_body")
+# The schema's defaults; both stages' max_lr auto; stage 1 over a body that trains nothing;
+# both stages resized progressively from three quarters of the size.
+VARIANTS = ("defaults", "auto", "frozen_body", "progressive")
 
 
 # A pets photo's class is its file name's (Abyssinian_12.jpg: Abyssinian), as a user's
@@ -86,6 +88,9 @@ def run_imgclf(
         config["train_stage1"] = {"max_lr": "auto"}
     if variant == "frozen_body":
         config["train_stage1"] = {"train_body_norms": False}
+    if variant == "progressive":
+        for stage in ("train_stage1", "finetune_stage2"):
+            config[stage] = {"start_size": size * 3 // 4}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run_workflow(workdir, threads, "results/interpret/metrics.json")
     results = workdir / "results"

@@ -88,7 +88,21 @@ def experiment_configs(config: dict) -> dict[str, dict]:
             validate(configs[name], schema("config"))
         except WorkflowError as error:
             raise ConfigError(f"experiments.{name}: {error}") from None
+        problems = stage_size_problems(configs[name])
+        if problems:
+            raise ConfigError(f"experiments.{name}: " + "; ".join(problems))
     return configs
+
+
+def stage_size_problems(config: dict) -> list[str]:
+    """A stage that would start its progressive resizing above the size it grows to."""
+    size = config["model"]["image_size"]
+    return [
+        f"{stage}.start_size: {config[stage]['start_size']} is above model.image_size "
+        f"({size}), the size its epochs grow to"
+        for stage in ("train_stage1", "finetune_stage2")
+        if (config[stage].get("start_size") or 0) > size
+    ]
 
 
 def settle_classes(config: dict) -> str:
@@ -160,6 +174,7 @@ def check_config(config: dict) -> None:
     ]
     if len(config["classes"]) < 2:
         problems.append("classes: a classifier needs at least two classes")
+    problems += stage_size_problems(config)
     folder = config["predict"]["folder"]
     if folder is not None and not Path(folder).is_dir():
         problems.append(f"predict.folder: folder {folder!r} does not exist")
@@ -192,9 +207,11 @@ def reference() -> str:
     """docs/config.md: every key of config.schema.yaml with its type, default and meaning."""
     rows = []
     for key, node in schema_keys():
-        kind = node.get("type") or " or ".join(
-            str(option.get("type") or option.get("const")) for option in node.get("oneOf", [])
-        )
+        kind = node.get("type") or [
+            option.get("type") or option.get("const") for option in node.get("oneOf", [])
+        ]
+        if isinstance(kind, list):
+            kind = " or ".join(map(str, kind))
         if "enum" in node:
             kind = " or ".join(map(str, node["enum"]))
         default = node.get("default")

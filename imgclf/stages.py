@@ -17,7 +17,13 @@ from .files import file_sha256, read_json
 from .job import Job
 from .models import IMAGENET_MEAN, IMAGENET_STD, Classifier
 from .plots import plot_image_grid, plot_lr_find
-from .train import FrozenStageSettings, OneCycleSettings, discriminative_rates, fit_one_cycle
+from .train import (
+    FrozenStageSettings,
+    OneCycleSettings,
+    discriminative_rates,
+    epoch_sizes,
+    fit_one_cycle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +118,9 @@ def train_stage(
             stage1=stage1_weights and file_sha256(stage1_weights),
         )
         checkpoint = Checkpoint(Path(checkpoint_path), key)
+    sizes = epoch_sizes(settings.start_size, job.model.image_size, settings.epochs)
     history, steps = fit_one_cycle(
-        model, train_loader, valid_loader, rates, settings, stage, device, checkpoint
+        model, train_loader, valid_loader, rates, settings, stage, device, checkpoint, sizes
     )
     final = history.iloc[-1]
     metrics = {key: float(final[key]) for key in ("valid_loss", "error_rate", "accuracy")}

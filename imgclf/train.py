@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class OneCycleSettings:
     pct_start: float
     moms: list[float]
     weight_decay: float
+    start_size: int | None = field(default=None, kw_only=True)  # progressive resizing
 
 
 @dataclass
@@ -53,6 +54,27 @@ class FrozenStageSettings(OneCycleSettings):
     batch norms' scales and shifts (`train_body_norms`, as fastai's freeze does) or nothing."""
 
     train_body_norms: bool
+
+
+def epoch_sizes(start_size: int | None, image_size: int, epochs: int) -> list[int]:
+    """The side each epoch of a stage trains at: with `start_size`, from it up to
+    `image_size` in even steps, the last epoch at `image_size` (progressive resizing, as
+    fastai's lessons and FFCV's recipes do it: the early epochs, which move the weights most,
+    cost less at a smaller size); without, every epoch at `image_size`. Validation is always
+    at `image_size`, the size the model is exported for."""
+    if start_size is None or epochs == 1:
+        return [image_size] * epochs
+    step = (image_size - start_size) / (epochs - 1)
+    return [round(start_size + step * epoch) for epoch in range(epochs)]
+
+
+def resized(batches: Iterable, side: int) -> Iterator:
+    """Each (images, targets) batch with its images resized to side x side (antialiased, as
+    the pack's images are made)."""
+    for images, targets in batches:
+        if images.shape[-1] != side:
+            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True)
+        yield images, targets
 
 
 def seed_everything(seed: int) -> None:
@@ -194,13 +216,15 @@ def fit_one_cycle(
     stage: str,
     device: torch.device,
     checkpoint: Checkpoint | None = None,
+    sizes: list[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train with one-cycle rate and momentum; returns per-epoch history and per-step schedule.
 
     `rates` holds the peak rate of each layer group; each group follows the same cycle scaled
     to its peak. Momentum is Adam's beta1. With `checkpoint`, the state is saved after every
     epoch, and a run that finds its own checkpoint goes on from there. A body with nothing to
-    train is run without gradients (HeadOverFrozenBody).
+    train is run without gradients (HeadOverFrozenBody). `sizes` (epoch_sizes): the side
+    each epoch's training batches are resized to; without it, the side they come at.
     """
     on_device(model, device)
     optimizer, scaler = make_optimizer(
@@ -219,6 +243,8 @@ def fit_one_cycle(
         started = time.perf_counter()
         trained.train()
         batches = tqdm(train_loader, desc=f"{stage} epoch {epoch + 1}", mininterval=5)
+        if sizes is not None:
+            batches = resized(batches, sizes[epoch])
         first_step = len(steps)
         records = scheduled_steps(trained, batches, optimizer, scaler, cycle, device, first_step)
         for record in records:
@@ -238,9 +264,10 @@ def fit_one_cycle(
         }
         history.append(row)
         log.info(
-            "%s epoch %d: train_loss %.4f valid_loss %.4f error_rate %.4f (%.1f s)",
+            "%s epoch %d%s: train_loss %.4f valid_loss %.4f error_rate %.4f (%.1f s)",
             stage,
             row["epoch"],
+            f" at {sizes[epoch]} px" if sizes else "",
             row["train_loss"],
             row["valid_loss"],
             row["error_rate"],

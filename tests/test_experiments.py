@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from imgclf.config import ConfigError, experiment_configs, read_config
+from imgclf.config import ConfigError, check_config, experiment_configs, read_config
 from imgclf.experiments import LEADERBOARD_COLUMNS, choose_experiment
 from imgclf.files import read_csv
 
@@ -63,6 +63,10 @@ def test_no_experiments_key_means_none(tmp_path, monkeypatch):
         ({"model": {"image_size": "large"}}, "'large' is not of type 'integer'"),
         ({"train_stage1": {"max_lr": -1}}, "max_lr"),
         ({"final_model": "stage3"}, "'stage3' is not one of"),
+        (
+            {"model": {"image_size": 24}, "finetune_stage2": {"start_size": 32}},
+            r"finetune_stage2.start_size: 32 is above model.image_size \(24\)",
+        ),
     ],
 )
 def test_an_override_is_checked_against_the_schema(tmp_path, monkeypatch, overrides, message):
@@ -70,6 +74,13 @@ def test_an_override_is_checked_against_the_schema(tmp_path, monkeypatch, overri
     config = validated(tmp_path, experiments={"bad": overrides})
     with pytest.raises(ConfigError, match=f"^experiments.bad: (?s:.*){message}"):
         experiment_configs(config)
+
+
+def test_a_stage_that_would_start_above_its_image_size_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = validated(tmp_path, train_stage1={"epochs": 2, "start_size": 64})
+    with pytest.raises(ConfigError, match=r"train_stage1.start_size: 64 is above model.image_size"):
+        check_config(config)
 
 
 def board(*rows) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from imgclf.train import (
     OneCycleSettings,
     TrainingError,
     discriminative_rates,
+    epoch_sizes,
     fit_one_cycle,
     param_groups,
 )
@@ -75,6 +76,37 @@ def separable_loader(count=48, size=32, seed=0):
 
 def settings(epochs=1):
     return OneCycleSettings(epochs, 25, 0.3, [0.95, 0.85], 0.01)
+
+
+@pytest.mark.parametrize(
+    "start_size, epochs, sizes",
+    [
+        (None, 3, [128, 128, 128]),
+        (96, 1, [128]),
+        (96, 2, [96, 128]),
+        (64, 5, [64, 80, 96, 112, 128]),
+    ],
+)
+def test_progressive_sizes_rise_evenly_and_end_at_the_image_size(start_size, epochs, sizes):
+    assert epoch_sizes(start_size, 128, epochs) == sizes
+
+
+def test_progressive_resizing_trains_each_epoch_at_its_size_and_validates_at_full_size():
+    model, seen = tiny_model(), []
+
+    def record(module, inputs):
+        seen.append((module.training, inputs[0].shape[-1]))
+
+    model.register_forward_pre_hook(record)
+    loader = separable_loader(count=16, size=32)  # two batches an epoch
+    cpu = torch.device("cpu")
+    history, _ = fit_one_cycle(
+        model, loader, loader, [1e-3] * 3, settings(3), "stage1", cpu, sizes=[16, 24, 32]
+    )
+    training = [side for is_training, side in seen if is_training]
+    assert training == [16, 16, 24, 24, 32, 32]
+    assert {side for is_training, side in seen if not is_training} == {32}
+    assert np.isfinite(history["valid_loss"]).all()
 
 
 def test_a_model_trained_on_mirrors_predicts_from_the_image_and_its_mirror():
