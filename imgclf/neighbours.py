@@ -7,7 +7,10 @@ Plain numpy and pandas, so that the audit, which reads the features, need not im
 import numpy as np
 import pandas as pd
 
-CHUNK = 1024  # rows of the similarity matrix at once: 1024 x N floats
+# Similarities computed at once: rows of the N x N matrix, as many as make this many values
+# (128 MB of float32, 256 MB of the int64 indices that partitioning them gives). A fixed 1,024
+# rows grew with N: at 100,000 images the features rule peaked at 3.8 GB.
+BLOCK_VALUES = 2**25
 CANDIDATES = 20  # an image's most similar others that may be its near-duplicates
 Neighbours = tuple[np.ndarray, np.ndarray]  # per image: its nearest images and similarities
 
@@ -49,14 +52,15 @@ def nearest_neighbours(
     similarities = np.zeros((len(rows), count))
     if count < 1:
         return indices, similarities
-    for start in range(0, len(rows), CHUNK):
-        block_rows = rows[start : start + CHUNK]
+    block_size = max(1, BLOCK_VALUES // len(features))
+    for start in range(0, len(rows), block_size):
+        block_rows = rows[start : start + block_size]
         block = features[block_rows] @ features.T
         block[np.arange(len(block)), block_rows] = -np.inf  # itself
         if copies is not None:
             own = copies[block_rows, None]
             block[(own == copies[None, :]) & (own >= 0)] = -np.inf
-        nearest = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        nearest = np.argpartition(block, -count, axis=1)[:, -count:]
         indices[start : start + len(block)] = nearest
         similarities[start : start + len(block)] = np.take_along_axis(block, nearest, axis=1)
     return indices, similarities
