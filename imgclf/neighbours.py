@@ -66,6 +66,29 @@ def nearest_neighbours(
     return indices, similarities
 
 
+def nearest_others(
+    features: np.ndarray, count: int, copies: np.ndarray | None, nearest: Neighbours
+) -> Neighbours:
+    """Each image's `count` most similar other images but its own copies (`copies` as
+    nearest_neighbours takes it), most similar first, from `nearest`: each image's nearest
+    found before, more than `count`, copies included, and -inf for an image not to count.
+    Only an image left with fewer than `count` is searched again, so the N^2 search runs
+    once for the features rule's needs and the audit's."""
+    indices, similarities = nearest
+    if copies is not None:
+        own = copies[:, None]
+        is_copy = (copies[indices] == own) & (own >= 0)
+        similarities = np.where(is_copy, -np.inf, similarities)
+    best = np.argsort(-similarities, axis=1, kind="stable")[:, :count]
+    indices = np.take_along_axis(indices, best, axis=1)
+    similarities = np.take_along_axis(similarities, best, axis=1)
+    short = ~np.isfinite(similarities).all(axis=1)
+    if short.any():
+        rows = np.flatnonzero(short)
+        indices[rows], similarities[rows] = nearest_neighbours(features, count, copies, rows)
+    return indices, similarities
+
+
 def neighbour_distances(
     features: np.ndarray,
     neighbours: int,
@@ -75,24 +98,11 @@ def neighbour_distances(
     """Each image's mean cosine distance to its `neighbours` nearest other images, its own
     copies (`copies` as nearest_neighbours takes it) not counted: an off-topic photo that a
     web search returned twice is still far from everything else. 0 for an image with no
-    other image to measure against.
-
-    `nearest`: each image's nearest images found before (more than `neighbours`, copies
-    included), so that the N^2 search runs once: an image's copies are struck from its list,
-    and only an image left with fewer than `neighbours` others is searched again."""
+    other image to measure against. `nearest`: as nearest_others takes it."""
     if nearest is None:
         _, similarities = nearest_neighbours(features, neighbours, copies)
     else:
-        indices, similarities = nearest
-        if copies is not None:
-            own = copies[:, None]
-            is_copy = (copies[indices] == own) & (own >= 0)
-            similarities = np.where(is_copy, -np.inf, similarities)
-        similarities = -np.sort(-similarities, axis=1)[:, :neighbours]
-        short = ~np.isfinite(similarities).all(axis=1)
-        if short.any():
-            rows = np.flatnonzero(short)
-            similarities[rows] = nearest_neighbours(features, neighbours, copies, rows)[1]
+        _, similarities = nearest_others(features, neighbours, copies, nearest)
     counted = np.isfinite(similarities)
     total = np.where(counted, similarities, 0.0).sum(axis=1)
     mean = np.divide(total, counted.sum(axis=1), out=np.ones(len(features)), where=counted.any(1))

@@ -26,5 +26,6 @@ if __name__ == "__main__":
         snakemake.params.classes,
         AuditSettings(**snakemake.params.settings),
         snakemake.params.seed,
+        (arrays["nearest_indices"], arrays["nearest_similarities"]),
     )
     write_csv(snakemake.output[0], table)

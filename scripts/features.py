@@ -3,8 +3,8 @@ near-duplicates among them. Labels play no part, so a labels edit does not rerun
 
 Input: manifest (verify's).
 Outputs: features (features.npz: ids, features of length 1, each image's mean distance to
-its nearest neighbours but its near-duplicates); near_duplicates (CSV: id, group, for the
-images in a group).
+its nearest neighbours but its near-duplicates, and each image's nearest images with their
+similarities); near_duplicates (CSV: id, group, for the images in a group).
 """
 
 import logging
@@ -46,7 +46,13 @@ def main(inputs, outputs, arch: str, audit: dict, threads: int) -> None:
     copies = copy_codes(manifest["id"], groups)
     distances = neighbour_distances(features, audit["neighbours"], copies, nearest)
     write_arrays(
-        outputs.features, ids=np.array(ids, dtype=str), features=features, distances=distances
+        outputs.features,
+        ids=np.array(ids, dtype=str),
+        features=features,
+        distances=distances,
+        # For the audit's votes, which would search all pairs again without them.
+        nearest_indices=nearest[0].astype(np.int32),
+        nearest_similarities=nearest[1].astype(np.float32),  # float32 products: exact
     )
     write_csv(outputs.near_duplicates, groups)
 

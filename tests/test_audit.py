@@ -20,7 +20,7 @@ from imgclf.audit import (
 )
 from imgclf.features import image_features, near_duplicate_groups
 from imgclf.files import read_csv
-from imgclf.neighbours import neighbour_distances
+from imgclf.neighbours import nearest_neighbours, neighbour_distances
 
 from . import images
 from .tiny_pipeline import tiny_config, write_photos
@@ -206,6 +206,33 @@ def test_the_audit_lists_wrong_labels_first_then_conflicting_duplicates_then_out
     assert by_id.at[ids[pair[0]], "issue"] == ""
     assert by_id.at[ids[-1], "issue"] == "outlier"
     assert (table.loc[~table["issue"].isin(["label", "near_duplicate"]), "suggested"] == "").all()
+
+
+def test_the_audit_from_the_features_rules_nearest_images_is_the_audit_of_its_own_search():
+    """The votes reuse the features rule's search of all pairs, made before labels dropped any
+    image: a dropped neighbour or a copy gives no vote, and an image left with too few
+    neighbours is searched again, so the audit is the one its own search gives."""
+    features, truth = clusters(per_class=30)
+    classes = ["ant", "bee", "wasp"]
+    ids = np.array([f"{index:016x}" for index in range(len(truth))])
+    labels, _ = flip(truth, 6, classes=3, seed=2)
+    # Twenty wasps dropped: the other ten's nearest images are mostly gone from the split.
+    kept = np.flatnonzero((truth != 2) | (np.arange(len(truth)) % 3 == 0))
+    split = pd.DataFrame(
+        {
+            "id": ids[kept],
+            "path": [f"{image_id}.png" for image_id in ids[kept]],
+            "label": [classes[label] for label in labels[kept]],
+            "is_valid": np.arange(len(kept)) % 5 == 0,
+        }
+    )
+    features[kept[1]] = features[kept[0]]  # a copy, in one near-duplicate group
+    groups = pd.DataFrame({"id": ids[kept[:2]], "group": ids[kept[0]]})
+    distances = neighbour_distances(features, 5)
+    searched = audit(split, ids, features, distances, groups, classes, SETTINGS, seed=0)
+    nearest = nearest_neighbours(features, 25)  # as the features rule searches, all images
+    reused = audit(split, ids, features, distances, groups, classes, SETTINGS, 0, nearest)
+    pd.testing.assert_frame_equal(reused, searched, rtol=1e-6)
 
 
 def test_the_workflow_finds_a_wrong_label_a_duplicate_across_classes_and_an_off_topic_photo(
