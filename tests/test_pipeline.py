@@ -92,8 +92,9 @@ def test_a_model_carries_the_resolved_config_that_made_it(trained):
 
 def test_the_logs_show_the_model_and_each_epoch(trained):
     log = (trained / "logs/train_stage1/train_stage1.log").read_text()
-    assert "model:\nClassifier(" in log and "stage1 epoch 1: train_loss" in log
-    assert "stage2 epoch 1:" in (trained / "logs/finetune_stage2/finetune_stage2.log").read_text()
+    assert "model:\nClassifier(" in log and "stage1 epoch 1 at 32 px: train_loss" in log
+    stage2 = (trained / "logs/finetune_stage2/finetune_stage2.log").read_text()
+    assert "stage2 epoch 1 at 32 px:" in stage2
 
 
 def test_interpret_writes_the_diagnosis(trained):
