@@ -23,7 +23,6 @@ from .neighbours import (
     Neighbours,
     copy_codes,
     duplicate_groups,
-    nearest_neighbours,
     nearest_others,
 )
 
@@ -119,10 +118,7 @@ def neighbour_votes(
     chosen on; bench/audit_size.py) from 0.75 to 0.82 on the pets sample of 37 breeds x 10
     photos and from 0.92 to 0.95 on the digits, and left ants/bees at 0.91-0.92.
     `nearest`: as neighbours.nearest_others takes it."""
-    if nearest is None:
-        neighbours, similarities = nearest_neighbours(features, VOTERS, copies)
-    else:
-        neighbours, similarities = nearest_others(features, VOTERS, copies, nearest)
+    neighbours, similarities = nearest_others(features, VOTERS, copies, nearest)
     weights = np.exp((similarities - 1) / VOTE_TEMPERATURE)  # -inf for a skipped copy: 0
     votes = np.zeros((len(targets), classes))
     np.add.at(votes, (np.arange(len(targets))[:, None], targets[neighbours]), weights)

@@ -67,13 +67,19 @@ def nearest_neighbours(
 
 
 def nearest_others(
-    features: np.ndarray, count: int, copies: np.ndarray | None, nearest: Neighbours
+    features: np.ndarray,
+    count: int,
+    copies: np.ndarray | None,
+    nearest: Neighbours | None = None,
 ) -> Neighbours:
     """Each image's `count` most similar other images but its own copies (`copies` as
-    nearest_neighbours takes it), most similar first, from `nearest`: each image's nearest
-    found before, more than `count`, copies included, and -inf for an image not to count.
-    Only an image left with fewer than `count` is searched again, so the N^2 search runs
-    once for the features rule's needs and the audit's."""
+    nearest_neighbours takes it), from `nearest` when given (most similar first): each
+    image's nearest found before, more than `count`, copies included, and -inf for an image
+    not to count. Only an image left with fewer than `count` is searched again, so the N^2
+    search runs once for the features rule's needs and the audit's; without `nearest`, the
+    search of all pairs."""
+    if nearest is None:
+        return nearest_neighbours(features, count, copies)
     indices, similarities = nearest
     if copies is not None:
         own = copies[:, None]
@@ -99,10 +105,7 @@ def neighbour_distances(
     copies (`copies` as nearest_neighbours takes it) not counted: an off-topic photo that a
     web search returned twice is still far from everything else. 0 for an image with no
     other image to measure against. `nearest`: as nearest_others takes it."""
-    if nearest is None:
-        _, similarities = nearest_neighbours(features, neighbours, copies)
-    else:
-        _, similarities = nearest_others(features, neighbours, copies, nearest)
+    _, similarities = nearest_others(features, neighbours, copies, nearest)
     counted = np.isfinite(similarities)
     total = np.where(counted, similarities, 0.0).sum(axis=1)
     mean = np.divide(total, counted.sum(axis=1), out=np.ones(len(features)), where=counted.any(1))
